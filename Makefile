@@ -1,0 +1,36 @@
+# socklab: `make lesson-1` runs the first lesson, `make test` proves what the lessons claim.
+CARGO ?= cargo
+# `make lesson-7` and `make lesson-07` both run lessons/07-*/.
+two_digits = $(shell printf '%02d' $$(echo $(1) | sed 's/^0*//'))
+
+.PHONY: lessons test lint deps bench fmt
+
+lesson-%:
+	@$(CARGO) run -q --example lesson-$(call two_digits,$*) -- $(ARGS)
+
+expected-%:
+	$(CARGO) build -q --examples --bin socklab
+	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) | ./target/debug/socklab normalize > $(wildcard lessons/$(call two_digits,$*)-*)/expected.trace
+
+lessons:
+	@$(CARGO) run -q --bin socklab -- lessons
+
+test:
+	$(CARGO) test --all-targets -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+deps:
+	@missing=""; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	nc -h 2>&1 | grep -q OpenBSD || missing="$$missing netcat-openbsd"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: strace, socat and netcat-openbsd are installed"; fi

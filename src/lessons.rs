@@ -1,0 +1,230 @@
+//! The lesson table, and the command line every lesson shares.
+//!
+//! The table is the one place lessons are registered: `make lessons` prints it, and
+//! `tests/lessons.rs` checks that every `lessons/NN-slug/` folder is in it and every row has
+//! its folder, its three files and its `[[example]]` in Cargo.toml.
+
+use std::fmt::Display;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::trace;
+
+/// One row of the curriculum.
+pub struct Lesson {
+    pub number: u8,
+    pub slug: &'static str,
+    pub title: &'static str,
+    /// What the learner sees happen, in a line.
+    pub summary: &'static str,
+}
+
+impl Lesson {
+    /// `01-blocking-echo`: the folder under `lessons/`.
+    pub fn folder(&self) -> String {
+        format!("{:02}-{}", self.number, self.slug)
+    }
+
+    /// `lesson-01`: the cargo example that runs it.
+    pub fn example(&self) -> String {
+        format!("lesson-{:02}", self.number)
+    }
+}
+
+pub const LESSONS: &[Lesson] = &[
+    Lesson {
+        number: 1,
+        slug: "blocking-echo",
+        title: "A blocking echo server",
+        summary: "socket, bind, listen, accept (blocks!), recv, send, close; a client's connect",
+    },
+    Lesson {
+        number: 2,
+        slug: "udp-echo",
+        title: "UDP: datagrams, no connections",
+        summary: "recvfrom/sendto, message boundaries kept, connect() on UDP, ECONNREFUSED",
+    },
+    Lesson {
+        number: 3,
+        slug: "addresses",
+        title: "Addresses, ports and byte order",
+        summary: "getaddrinfo, sockaddr_in vs sockaddr_in6, htons, port 0 and getsockname, IPV6_V6ONLY",
+    },
+    Lesson {
+        number: 4,
+        slug: "socket-options",
+        title: "Socket options",
+        summary: "EADDRINUSE from TIME_WAIT and SO_REUSEADDR, buffer sizes doubled, timeouts, linger",
+    },
+    Lesson {
+        number: 5,
+        slug: "byte-streams",
+        title: "TCP is a byte stream",
+        summary: "one send is not one recv, a short send, line framing, EOF, shutdown(SHUT_WR)",
+    },
+    Lesson {
+        number: 6,
+        slug: "broken-pipes",
+        title: "Broken pipes and resets",
+        summary: "SIGPIPE kills a child, EPIPE with MSG_NOSIGNAL, ECONNRESET after SO_LINGER 0",
+    },
+];
+
+/// What the lesson was asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Server and scripted clients in one process, finishing by itself.
+    Demo,
+    /// Only the server, for `nc`, `socat` or Python to talk to.
+    Server,
+    /// Only a client, talking to a server the learner started.
+    Client,
+}
+
+/// A lesson's command line: `[demo|server|client] [--port P] [--host ADDR] [--trace MODE]`.
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub role: Role,
+    /// 0 in the demo unless given: the kernel picks a free port.
+    pub port: u16,
+    pub host: IpAddr,
+    /// Words the lesson handles itself (for example a message for the client to send).
+    pub rest: Vec<String>,
+}
+
+impl Args {
+    /// The address to bind or connect to.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+pub const USAGE: &str =
+    "usage: [demo|server|client] [--port P] [--host ADDR] [--trace human|json|plain|off] [--actor NAME] [words...]";
+
+/// Starts this same lesson program again as a separate process, in `role` with `words`,
+/// named `actor` in the trace: how a demo runs its clients, as a learner would in a second
+/// terminal. The child writes its trace to the same stdout, in the same mode, on the same clock.
+///
+/// # Errors
+/// When the program cannot be started.
+pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std::io::Result<std::process::Child> {
+    let program = std::env::current_exe()?;
+    let mut command = std::process::Command::new(program);
+    command.arg(role).args(["--port", &port.to_string(), "--actor", actor]).args(words);
+    command.env("SOCKLAB_TRACE", trace::mode().name());
+    command.env(trace::CLOCK_ENV, trace::clock_origin().to_string());
+    command.spawn()
+}
+
+/// Runs [`spawn_process`] and waits for it; a child that fails fails the demo.
+///
+/// # Errors
+/// When the child cannot start or does not exit with status 0.
+pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result<(), String> {
+    let status = spawn_process(actor, role, port, words)
+        .and_then(|mut child| child.wait())
+        .map_err(|e| format!("{actor}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{actor} ended with {status}")) }
+}
+
+/// Parses a lesson's arguments (without the program name).
+///
+/// # Errors
+/// A one-line message naming the bad argument.
+pub fn parse(words: &[String], default_port: u16) -> Result<Args, String> {
+    let mut args = Args { role: Role::Demo, port: 0, host: IpAddr::V4(Ipv4Addr::LOCALHOST), rest: Vec::new() };
+    let mut port_given = false;
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let mut value = |flag: &str| words.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match word.as_str() {
+            "demo" if args.rest.is_empty() => args.role = Role::Demo,
+            "server" if args.rest.is_empty() => args.role = Role::Server,
+            "client" if args.rest.is_empty() => args.role = Role::Client,
+            "--port" | "-p" => {
+                let text = value("--port")?;
+                args.port = text
+                    .parse()
+                    .map_err(|_| format!("--port {text:?} is not a port number (0 to 65535)"))?;
+                port_given = true;
+            }
+            "--host" => {
+                let text = value("--host")?;
+                args.host = text.parse().map_err(|_| format!("--host {text:?} is not an IP address"))?;
+            }
+            "--actor" => trace::set_actor(value("--actor")?),
+            "--trace" => {
+                let text = value("--trace")?;
+                trace::set_mode(text.parse()?);
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}; {USAGE}")),
+            other => args.rest.push(other.to_string()),
+        }
+    }
+    if args.role != Role::Demo && !port_given {
+        args.port = default_port;
+    }
+    Ok(args)
+}
+
+/// What a lesson's `run` returns: an error ends the program with a one-line message.
+pub type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+/// Adds what was being done to an error: `bind 127.0.0.1:7000: EADDRINUSE: Address already in use`.
+pub trait Context<T> {
+    /// # Errors
+    /// The original error with `what` in front.
+    fn context(self, what: impl Display) -> Result<T, String>;
+}
+
+impl<T, E: Display> Context<T> for Result<T, E> {
+    fn context(self, what: impl Display) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// A lesson's `fn main`: parse the arguments, run, and turn an error into one line on
+/// stderr with exit status 1 (2 for a bad argument), never a panic.
+pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let program = std::env::args().next().unwrap_or_default();
+    let program = program.rsplit('/').next().unwrap_or("lesson").to_string();
+    let args = match parse(&words, default_port) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{program}: {message}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(error) = run(args) {
+        eprintln!("{program}: {error}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_roles_ports_and_rest() {
+        let args = parse(&words("server --port 7000"), 9000).unwrap();
+        assert_eq!((args.role, args.port), (Role::Server, 7000));
+        let args = parse(&words("client hello there"), 9000).unwrap();
+        assert_eq!((args.role, args.port, args.rest.len()), (Role::Client, 9000, 2));
+        assert_eq!(parse(&[], 9000).unwrap().port, 0);
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        assert!(parse(&words("server --port seventy"), 1).unwrap_err().contains("\"seventy\" is not a port"));
+        assert!(parse(&words("server --port 70000"), 1).unwrap_err().contains("not a port"));
+        assert!(parse(&words("--port"), 1).unwrap_err().contains("needs a value"));
+        assert!(parse(&words("--bogus"), 1).unwrap_err().contains("unknown option --bogus"));
+    }
+}

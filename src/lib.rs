@@ -1,0 +1,10 @@
+//! socklab: Linux network programming at the level of the system call.
+//!
+//! - [`trace`]: every call recorded and printed as strace prints it, with a note;
+//! - [`sys`]: the traced wrappers over nix that lessons call;
+//! - [`lessons`]: the lesson table, and what every lesson's command line accepts.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod lessons;
+pub mod sys;
+pub mod trace;

@@ -1,0 +1,116 @@
+//! epoll(7): an interest list kept in the kernel, and a wait that returns only ready descriptors.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
+
+use super::raw;
+use crate::trace::{self, render};
+
+/// strace's names for epoll event bits, in its order.
+pub const EPOLL_FLAGS: &[(i64, &str)] = &[
+    (libc::EPOLLIN as i64, "EPOLLIN"),
+    (libc::EPOLLPRI as i64, "EPOLLPRI"),
+    (libc::EPOLLOUT as i64, "EPOLLOUT"),
+    (libc::EPOLLERR as i64, "EPOLLERR"),
+    (libc::EPOLLHUP as i64, "EPOLLHUP"),
+    (libc::EPOLLRDNORM as i64, "EPOLLRDNORM"),
+    (libc::EPOLLRDBAND as i64, "EPOLLRDBAND"),
+    (libc::EPOLLWRNORM as i64, "EPOLLWRNORM"),
+    (libc::EPOLLWRBAND as i64, "EPOLLWRBAND"),
+    (libc::EPOLLMSG as i64, "EPOLLMSG"),
+    (libc::EPOLLRDHUP as i64, "EPOLLRDHUP"),
+    (libc::EPOLLEXCLUSIVE as i64, "EPOLLEXCLUSIVE"),
+    (libc::EPOLLWAKEUP as i64, "EPOLLWAKEUP"),
+    (libc::EPOLLONESHOT as i64, "EPOLLONESHOT"),
+    (libc::EPOLLET as i64, "EPOLLET"),
+];
+
+/// `{events=EPOLLIN|EPOLLET, data={u32=5, u64=5}}`, strace 6.1's form.
+fn show_event(event: &EpollEvent) -> String {
+    let bits = event.events().bits() as u32 as i64;
+    let data = event.data();
+    format!("{{events={}, data={{u32={}, u64={data}}}}}", render::flags(bits, EPOLL_FLAGS), data as u32)
+}
+
+/// `epoll_create1(flags)`: a new epoll instance, itself a descriptor.
+///
+/// # Errors
+/// `EMFILE`, `ENOMEM`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_create1.2.html>
+pub fn epoll_create1(flags: EpollCreateFlags) -> nix::Result<Epoll> {
+    let shown = if flags.is_empty() { "0".to_string() } else { "EPOLL_CLOEXEC".to_string() };
+    let call = trace::enter("epoll_create1", || vec![shown]);
+    let result = Epoll::new(flags);
+    call.exit(&result, Vec::new, |ep| ep.0.as_raw_fd().to_string());
+    result
+}
+
+fn ctl(ep: &Epoll, op: &str, fd: i32, event: Option<EpollEvent>, run: impl FnOnce() -> nix::Result<()>) -> nix::Result<()> {
+    let call = trace::enter("epoll_ctl", || {
+        let shown = event.as_ref().map_or_else(|| "NULL".into(), show_event);
+        vec![ep.0.as_raw_fd().to_string(), op.into(), fd.to_string(), shown]
+    });
+    let result = run();
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// `epoll_ctl(ep, EPOLL_CTL_ADD, fd, event)`: adds `fd` to the interest list.
+/// Pass a borrow (`&sock`, `sock.as_fd()`): nix's `add` takes its argument by value, and an
+/// `OwnedFd` moved in would be closed on the spot.
+///
+/// # Errors
+/// `EEXIST` (already there), `EPERM` (a regular file), `ENOSPC`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_ctl.2.html>
+pub fn epoll_ctl_add(ep: &Epoll, fd: impl AsFd, event: EpollEvent) -> nix::Result<()> {
+    ctl(ep, "EPOLL_CTL_ADD", raw(&fd), Some(event), || ep.add(fd.as_fd(), event))
+}
+
+/// `epoll_ctl(ep, EPOLL_CTL_MOD, fd, event)`: changes what is watched (and re-arms ONESHOT).
+///
+/// # Errors
+/// `ENOENT` (not in the interest list).
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_ctl.2.html>
+pub fn epoll_ctl_mod(ep: &Epoll, fd: impl AsFd, mut event: EpollEvent) -> nix::Result<()> {
+    ctl(ep, "EPOLL_CTL_MOD", raw(&fd), Some(event), || ep.modify(fd.as_fd(), &mut event))
+}
+
+/// `epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL)`: removes `fd` from the interest list.
+///
+/// # Errors
+/// `ENOENT` (not in the interest list).
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_ctl.2.html>
+pub fn epoll_ctl_del(ep: &Epoll, fd: impl AsFd) -> nix::Result<()> {
+    ctl(ep, "EPOLL_CTL_DEL", raw(&fd), None, || ep.delete(fd.as_fd()))
+}
+
+/// `epoll_wait(ep, events, maxevents, timeout)`: fills `events` with ready descriptors.
+///
+/// # Errors
+/// `EINTR` (never restarted), `EBADF`, `EINVAL`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_wait.2.html>
+pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout: EpollTimeout) -> nix::Result<usize> {
+    let millis = i32::from(timeout);
+    let max = events.len();
+    let call = trace::enter_filling("epoll_wait", || vec![ep.0.as_raw_fd().to_string()]);
+    let result = ep.wait(events, timeout);
+    call.exit_num(&result, || {
+        let ready = match &result {
+            Ok(n) => format!("[{}]", events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")),
+            Err(_) => render::pointer(events.as_ptr()),
+        };
+        vec![ready, max.to_string(), millis.to_string()]
+    });
+    result
+}

@@ -1,0 +1,148 @@
+//! Descriptors themselves: close, fcntl flags (O_NONBLOCK), dup, and how many we may hold.
+
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+
+use nix::fcntl::{FcntlArg, OFlag};
+use nix::sys::resource::{Resource, getrlimit as nix_getrlimit, setrlimit as nix_setrlimit};
+
+use super::raw;
+use crate::trace::{self, render};
+
+/// `close(fd)`: gives the descriptor back. Takes the `OwnedFd`, so it cannot be closed twice.
+///
+/// # Errors
+/// `EINTR`, `EIO`; the descriptor is gone even then (on Linux).
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/close.2.html>
+pub fn close(fd: OwnedFd) -> nix::Result<()> {
+    let number = raw(&fd);
+    let call = trace::enter("close", || vec![number.to_string()]);
+    let result = nix::unistd::close(fd.into_raw_fd());
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+const OPEN_FLAGS: &[(i64, &str)] = &[
+    (libc::O_APPEND as i64, "O_APPEND"),
+    (libc::O_NONBLOCK as i64, "O_NONBLOCK"),
+    (libc::O_DSYNC as i64, "O_DSYNC"),
+    (libc::O_ASYNC as i64, "O_ASYNC"),
+    (libc::O_DIRECT as i64, "O_DIRECT"),
+    (libc::O_LARGEFILE as i64, "O_LARGEFILE"),
+    (libc::O_NOATIME as i64, "O_NOATIME"),
+];
+
+/// `O_RDWR|O_NONBLOCK`: the access mode first, then the other flags.
+fn open_flags(bits: i32) -> String {
+    let access = match bits & libc::O_ACCMODE {
+        libc::O_RDONLY => "O_RDONLY",
+        libc::O_WRONLY => "O_WRONLY",
+        _ => "O_RDWR",
+    };
+    let rest = (bits & !libc::O_ACCMODE) as i64;
+    if rest == 0 { access.to_string() } else { format!("{access}|{}", render::flags(rest, OPEN_FLAGS)) }
+}
+
+/// `fcntl(fd, F_GETFL)`: the file status flags, O_NONBLOCK among them.
+///
+/// # Errors
+/// `EBADF`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
+pub fn fcntl_getfl(fd: impl AsFd) -> nix::Result<OFlag> {
+    let call = trace::enter("fcntl", || vec![raw(&fd).to_string(), "F_GETFL".into()]);
+    let result = nix::fcntl::fcntl(&fd, FcntlArg::F_GETFL);
+    call.exit(&result, Vec::new, |bits| format!("{bits:#x} (flags {})", open_flags(*bits)));
+    result.map(OFlag::from_bits_truncate)
+}
+
+/// `fcntl(fd, F_SETFL, flags)`: replaces the file status flags.
+///
+/// # Errors
+/// `EBADF`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
+pub fn fcntl_setfl(fd: impl AsFd, flags: OFlag) -> nix::Result<()> {
+    let call = trace::enter("fcntl", || vec![raw(&fd).to_string(), "F_SETFL".into(), open_flags(flags.bits())]);
+    let result = nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(flags)).map(drop);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// Turns O_NONBLOCK on or off: F_GETFL, then F_SETFL with the bit changed (two calls, as in C).
+///
+/// # Errors
+/// As [`fcntl_getfl`] and [`fcntl_setfl`].
+pub fn set_nonblocking(fd: impl AsFd, on: bool) -> nix::Result<()> {
+    let mut flags = fcntl_getfl(&fd)?;
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl_setfl(&fd, flags)
+}
+
+/// `dup(fd)`: a second descriptor for the same open socket.
+///
+/// # Errors
+/// `EMFILE`, `EBADF`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/dup.2.html>
+pub fn dup(fd: impl AsFd) -> nix::Result<OwnedFd> {
+    let call = trace::enter("dup", || vec![raw(&fd).to_string()]);
+    let result = nix::unistd::dup(&fd);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// strace prints limits that are whole KiB as `4*1024`.
+fn rlim(value: libc::rlim_t) -> String {
+    if value == libc::RLIM_INFINITY {
+        "RLIM64_INFINITY".into()
+    } else if value > 1024 && value % 1024 == 0 {
+        format!("{}*1024", value / 1024)
+    } else {
+        value.to_string()
+    }
+}
+
+fn rlimit_pair(soft: libc::rlim_t, hard: libc::rlim_t) -> String {
+    format!("{{rlim_cur={}, rlim_max={}}}", rlim(soft), rlim(hard))
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`, which glibc issues as `prlimit64(0, RLIMIT_NOFILE, NULL, &old)`:
+/// (soft, hard), how many descriptors this process may hold.
+///
+/// # Errors
+/// None in practice.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn getrlimit_nofile() -> nix::Result<(libc::rlim_t, libc::rlim_t)> {
+    let call = trace::enter_filling("prlimit64", || vec!["0".into(), "RLIMIT_NOFILE".into(), "NULL".into()]);
+    let result = nix_getrlimit(Resource::RLIMIT_NOFILE);
+    call.exit(
+        &result,
+        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), |(s, h)| rlimit_pair(*s, *h))],
+        |_| "0".into(),
+    );
+    result
+}
+
+/// `setrlimit(RLIMIT_NOFILE, {soft, hard})`, issued as `prlimit64(0, RLIMIT_NOFILE, &new, NULL)`.
+/// Anyone may move the soft limit up to the hard one; raising the hard limit needs privilege.
+///
+/// # Errors
+/// `EPERM` raising the hard limit without CAP_SYS_RESOURCE; `EINVAL` if soft > hard.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
+pub fn setrlimit_nofile(soft: libc::rlim_t, hard: libc::rlim_t) -> nix::Result<()> {
+    let call = trace::enter("prlimit64", || {
+        vec!["0".into(), "RLIMIT_NOFILE".into(), rlimit_pair(soft, hard), "NULL".into()]
+    });
+    let result = nix_setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
+    call.exit_num(&result, Vec::new);
+    result
+}

@@ -1,0 +1,35 @@
+//! Traced wrappers over nix: every system call a lesson makes, one file per man-page family.
+//!
+//! - `socket`: socket, socketpair, bind, listen, accept4, connect, shutdown, names, options;
+//! - `io`: send/recv (sendto/recvfrom in the kernel), sendto, recvfrom, read, write;
+//! - `fd`: close, fcntl (O_NONBLOCK), dup, the descriptor limit;
+//! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors;
+//! - `signal`: what SIGPIPE does; `process`: fork and wait.
+//!
+//! Each function brackets its nix call with `trace::enter` and `Call::exit`, the one place a
+//! record is made. Creators return `OwnedFd`; everything else takes `AsFd`. Names are C's.
+
+pub mod epoll;
+pub mod fd;
+pub mod io;
+pub mod poll;
+pub mod process;
+pub mod select;
+pub mod signal;
+pub mod socket;
+
+pub use fd::*;
+pub use io::*;
+pub use process::*;
+pub use signal::*;
+pub use socket::*;
+
+pub use nix::Result;
+pub use nix::errno::Errno;
+
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+/// The number behind a descriptor, as a syscall sees it.
+pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}

@@ -1,0 +1,81 @@
+//! poll(2): an array of {fd, events}; the kernel fills in revents. No FD_SETSIZE limit.
+
+use std::os::fd::AsRawFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::trace::{self, render};
+
+/// strace's names for poll bits, in its order.
+pub const POLL_FLAGS: &[(i64, &str)] = &[
+    (libc::POLLIN as i64, "POLLIN"),
+    (libc::POLLPRI as i64, "POLLPRI"),
+    (libc::POLLOUT as i64, "POLLOUT"),
+    (libc::POLLERR as i64, "POLLERR"),
+    (libc::POLLHUP as i64, "POLLHUP"),
+    (libc::POLLNVAL as i64, "POLLNVAL"),
+    (libc::POLLRDNORM as i64, "POLLRDNORM"),
+    (libc::POLLRDBAND as i64, "POLLRDBAND"),
+    (libc::POLLWRNORM as i64, "POLLWRNORM"),
+    (libc::POLLWRBAND as i64, "POLLWRBAND"),
+    (0x400, "POLLMSG"),
+    (libc::POLLRDHUP as i64, "POLLRDHUP"),
+];
+
+fn show_events(fds: &[PollFd<'_>]) -> String {
+    let items: Vec<String> = fds
+        .iter()
+        .map(|p| {
+            let events = render::flags(p.events().bits() as i64, POLL_FLAGS);
+            format!("{{fd={}, events={events}}}", p.as_fd_raw())
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn show_revents(fds: &[PollFd<'_>]) -> String {
+    let items: Vec<String> = fds
+        .iter()
+        .filter_map(|p| {
+            let bits = p.revents().map_or(0, |r| r.bits());
+            (bits != 0).then(|| format!("{{fd={}, revents={}}}", p.as_fd_raw(), render::flags(bits as i64, POLL_FLAGS)))
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+trait RawNumber {
+    fn as_fd_raw(&self) -> i32;
+}
+
+impl RawNumber for PollFd<'_> {
+    fn as_fd_raw(&self) -> i32 {
+        use std::os::fd::AsFd;
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// `poll(fds, nfds, timeout)`: waits until one of `fds` is ready or `timeout` passes.
+///
+/// The whole array crosses into the kernel on every call: cost grows with its length.
+///
+/// # Errors
+/// `EINTR` (never restarted), `EINVAL` (more entries than RLIMIT_NOFILE), `ENOMEM`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/poll.2.html>
+pub fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<i32> {
+    let millis = i32::from(timeout);
+    let call = trace::enter("poll", || vec![show_events(fds), fds.len().to_string(), millis.to_string()]);
+    let result = nix::poll::poll(fds, timeout);
+    call.exit(&result, Vec::new, |&ready| {
+        if ready == 0 { "0 (Timeout)".into() } else { format!("{ready} ({})", show_revents(fds)) }
+    });
+    result
+}
+
+/// Whether `flags` are among the returned events of `fd` (false when the kernel set bits nix
+/// does not know).
+pub fn has(fd: &PollFd<'_>, flags: PollFlags) -> bool {
+    fd.revents().is_some_and(|r| r.intersects(flags))
+}

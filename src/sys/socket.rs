@@ -1,0 +1,399 @@
+//! socket(2) and friends: making, naming, connecting and configuring sockets.
+
+use std::mem::MaybeUninit;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self as nix_socket, AddressFamily, Backlog, GetSockOpt, SetSockOpt, Shutdown, SockFlag, SockProtocol, SockType,
+    SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage, UnixAddr, sockopt,
+};
+
+use super::raw;
+use crate::trace::{self, render};
+
+/// An address to hand the kernel, sized as C sizes it (16 bytes for IPv4, 28 for IPv6):
+/// std's `SocketAddr` or one of nix's address types.
+pub trait Address {
+    /// Calls `f` with the address in the form nix passes to the kernel.
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R;
+}
+
+impl Address for SocketAddr {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        match self {
+            SocketAddr::V4(v4) => f(&SockaddrIn::from(*v4)),
+            SocketAddr::V6(v6) => f(&SockaddrIn6::from(*v6)),
+        }
+    }
+}
+
+impl Address for SocketAddrV4 {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        f(&SockaddrIn::from(*self))
+    }
+}
+
+impl Address for SocketAddrV6 {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        f(&SockaddrIn6::from(*self))
+    }
+}
+
+impl Address for UnixAddr {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        f(self)
+    }
+}
+
+/// A storage holds any family in 128 bytes; the kernel is given only the family's own size.
+impl Address for SockaddrStorage {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        if let Some(v4) = self.as_sockaddr_in() {
+            f(v4)
+        } else if let Some(v6) = self.as_sockaddr_in6() {
+            f(v6)
+        } else if let Some(unix) = self.as_unix_addr() {
+            f(unix)
+        } else {
+            f(self)
+        }
+    }
+}
+
+impl<A: Address> Address for &A {
+    fn with<R>(&self, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+        (**self).with(f)
+    }
+}
+
+/// `socket(domain, type|flags, protocol)`: a new, unconnected endpoint.
+///
+/// # Errors
+/// `EMFILE` when the process holds as many descriptors as it may; `EAFNOSUPPORT`, `EINVAL`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/socket.2.html>
+pub fn socket(
+    domain: AddressFamily,
+    ty: SockType,
+    flags: SockFlag,
+    protocol: impl Into<Option<SockProtocol>>,
+) -> nix::Result<OwnedFd> {
+    let protocol = protocol.into();
+    let proto_number = protocol.map_or(0, |p| p as i32);
+    let call = trace::enter("socket", || {
+        vec![
+            render::constant(domain as i64, render::ADDRESS_FAMILIES),
+            render::socket_type(ty as i32 | flags.bits()),
+            render::protocol(domain as i32, proto_number),
+        ]
+    });
+    let result = nix_socket::socket(domain, ty, flags, protocol);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// `socketpair(domain, type|flags, protocol, [a, b])`: two sockets connected to each other.
+///
+/// # Errors
+/// `EMFILE`; `EOPNOTSUPP` for families that have no pairs (only AF_UNIX does).
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/socketpair.2.html>
+pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::Result<(OwnedFd, OwnedFd)> {
+    let call = trace::enter_filling("socketpair", || {
+        vec![
+            render::constant(domain as i64, render::ADDRESS_FAMILIES),
+            render::socket_type(ty as i32 | flags.bits()),
+            "0".into(),
+        ]
+    });
+    let result = nix_socket::socketpair(domain, ty, None, flags);
+    call.exit(
+        &result,
+        || match &result {
+            Ok((a, b)) => vec![format!("[{}, {}]", raw(a), raw(b))],
+            Err(_) => vec!["0xADDR".into()],
+        },
+        |_| "0".into(),
+    );
+    result
+}
+
+/// `bind(fd, addr, len)`: gives the socket its local address.
+///
+/// # Errors
+/// `EADDRINUSE` when another socket holds the address (or TIME_WAIT does, without
+/// SO_REUSEADDR); `EACCES` for ports below 1024 without privilege.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/bind.2.html>
+pub fn bind(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
+    let fd = raw(&fd);
+    addr.with(|addr| {
+        let call = trace::enter("bind", || vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]);
+        let result = nix_socket::bind(fd, addr);
+        call.exit_num(&result, Vec::new);
+        result
+    })
+}
+
+/// `listen(fd, backlog)`: makes the socket passive; the kernel queues finished handshakes.
+///
+/// # Errors
+/// `EINVAL` for a backlog above SOMAXCONN (nix refuses it before the call); `EADDRINUSE`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/listen.2.html>
+pub fn listen(fd: impl AsFd, backlog: i32) -> nix::Result<()> {
+    let backlog = Backlog::new(backlog)?;
+    let call = trace::enter("listen", || vec![raw(&fd).to_string(), i32::from(backlog).to_string()]);
+    let result = nix_socket::listen(&fd, backlog);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// `accept4(fd, addr, len, flags)`: the next finished connection and who it is from.
+///
+/// nix's accept4 passes no address buffer; this asks for one, as Python's `accept()` does,
+/// so the trace shows the peer. The new descriptor does not inherit O_NONBLOCK on Linux:
+/// pass `SOCK_NONBLOCK` here for that.
+///
+/// # Errors
+/// `EAGAIN` on a non-blocking listener with nothing queued; `EMFILE`; `EINTR`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/accept4.2.html>
+pub fn accept4(fd: impl AsFd, flags: SockFlag) -> nix::Result<(OwnedFd, SockaddrStorage)> {
+    let fd = raw(&fd);
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let capacity = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let mut len = capacity;
+    let call = trace::enter_filling("accept4", || vec![fd.to_string()]);
+    // SAFETY: storage and len are valid for writes of `capacity` bytes and one socklen_t.
+    let ret = unsafe { libc::accept4(fd, storage.as_mut_ptr().cast(), &mut len, flags.bits()) };
+    let result = Errno::result(ret).map(|new_fd| {
+        // SAFETY: accept4 succeeded, so new_fd is a fresh descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(new_fd) };
+        // SAFETY: the kernel wrote a sockaddr of `len` bytes into storage.
+        let addr = unsafe { SockaddrStorage::from_raw(storage.as_ptr().cast(), Some(len)) };
+        (owned, addr.unwrap_or_else(|| unspecified_address()))
+    });
+    call.exit(
+        &result,
+        || {
+            let address = match &result {
+                Ok((_, addr)) => render::sockaddr(addr),
+                Err(_) => render::pointer(storage.as_ptr()),
+            };
+            let flag_text = render::flags(flags.bits() as i64, render::SOCKET_FLAGS);
+            vec![address, render::length_in_out(capacity, len), flag_text]
+        },
+        |(new_fd, _)| raw(new_fd).to_string(),
+    );
+    result
+}
+
+fn unspecified_address() -> SockaddrStorage {
+    SockaddrStorage::from(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// `connect(fd, addr, len)`: TCP does the three-way handshake; UDP only records the peer.
+///
+/// # Errors
+/// `ECONNREFUSED` (nobody listens), `EINPROGRESS` (non-blocking: the handshake goes on),
+/// `ETIMEDOUT`, `ENETUNREACH`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/connect.2.html>
+pub fn connect(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
+    let fd = raw(&fd);
+    addr.with(|addr| {
+        let call = trace::enter("connect", || vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]);
+        let result = nix_socket::connect(fd, addr);
+        call.exit_num(&result, Vec::new);
+        result
+    })
+}
+
+/// `getsockname(fd, addr, len)`: the local address the socket has (after port 0: which port).
+///
+/// # Errors
+/// `EBADF`, `ENOTSOCK`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getsockname.2.html>
+pub fn getsockname(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
+    let fd = raw(&fd);
+    let call = trace::enter_filling("getsockname", || vec![fd.to_string()]);
+    let result = nix_socket::getsockname::<SockaddrStorage>(fd);
+    call.exit(&result, || name_out(&result), |_| "0".into());
+    result
+}
+
+/// `getpeername(fd, addr, len)`: the address at the other end of a connected socket.
+///
+/// # Errors
+/// `ENOTCONN` when the socket is not connected.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getpeername.2.html>
+pub fn getpeername(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
+    let fd = raw(&fd);
+    let call = trace::enter_filling("getpeername", || vec![fd.to_string()]);
+    let result = nix_socket::getpeername::<SockaddrStorage>(fd);
+    call.exit(&result, || name_out(&result), |_| "0".into());
+    result
+}
+
+/// nix asks with a buffer the size of sockaddr_storage (128 bytes); the kernel says how much it used.
+fn name_out(result: &nix::Result<SockaddrStorage>) -> Vec<String> {
+    let capacity = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+    match result {
+        Ok(addr) => vec![render::sockaddr(addr), render::length_in_out(capacity, family_len(addr))],
+        Err(_) => vec!["0xADDR".into(), format!("[{capacity}]")],
+    }
+}
+
+/// How many bytes of a storage the kernel filled in: the size of the family's own struct.
+pub(crate) fn family_len(addr: &SockaddrStorage) -> u32 {
+    addr.with(|a| a.len())
+}
+
+/// `shutdown(fd, how)`: ends one direction (SHUT_WR sends FIN) without closing the descriptor.
+///
+/// # Errors
+/// `ENOTCONN` when the socket is not connected.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/shutdown.2.html>
+pub fn shutdown(fd: impl AsFd, how: Shutdown) -> nix::Result<()> {
+    let fd = raw(&fd);
+    let how_text = match how {
+        Shutdown::Read => "SHUT_RD",
+        Shutdown::Write => "SHUT_WR",
+        Shutdown::Both => "SHUT_RDWR",
+    };
+    let call = trace::enter("shutdown", || vec![fd.to_string(), how_text.into()]);
+    let result = nix_socket::shutdown(fd, how);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// A socket option the trace can name and whose value it can print as strace does.
+pub trait OptionName {
+    /// The value's type in nix (`bool`, `usize`, `libc::linger`, `TimeVal`...).
+    type Value;
+    /// `("SOL_SOCKET", "SO_REUSEADDR")`.
+    const NAME: (&'static str, &'static str);
+    /// The value and its size in bytes, as setsockopt's last two arguments show them.
+    fn show(value: &Self::Value) -> (String, usize);
+}
+
+macro_rules! int_option {
+    ($opt:ty, $value:ty, $level:literal, $name:literal) => {
+        impl OptionName for $opt {
+            type Value = $value;
+            const NAME: (&'static str, &'static str) = ($level, $name);
+            fn show(value: &$value) -> (String, usize) {
+                (format!("[{}]", *value as i64), std::mem::size_of::<libc::c_int>())
+            }
+        }
+    };
+}
+
+int_option!(sockopt::ReuseAddr, bool, "SOL_SOCKET", "SO_REUSEADDR");
+int_option!(sockopt::ReusePort, bool, "SOL_SOCKET", "SO_REUSEPORT");
+int_option!(sockopt::KeepAlive, bool, "SOL_SOCKET", "SO_KEEPALIVE");
+int_option!(sockopt::AcceptConn, bool, "SOL_SOCKET", "SO_ACCEPTCONN");
+int_option!(sockopt::RcvBuf, usize, "SOL_SOCKET", "SO_RCVBUF");
+int_option!(sockopt::SndBuf, usize, "SOL_SOCKET", "SO_SNDBUF");
+int_option!(sockopt::SocketError, i32, "SOL_SOCKET", "SO_ERROR");
+int_option!(sockopt::TcpNoDelay, bool, "SOL_TCP", "TCP_NODELAY");
+int_option!(sockopt::TcpKeepIdle, u32, "SOL_TCP", "TCP_KEEPIDLE");
+int_option!(sockopt::TcpKeepInterval, u32, "SOL_TCP", "TCP_KEEPINTVL");
+int_option!(sockopt::TcpKeepCount, u32, "SOL_TCP", "TCP_KEEPCNT");
+int_option!(sockopt::Ipv6V6Only, bool, "SOL_IPV6", "IPV6_V6ONLY");
+
+impl OptionName for sockopt::Linger {
+    type Value = libc::linger;
+    const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_LINGER");
+    fn show(value: &libc::linger) -> (String, usize) {
+        let text = format!("{{l_onoff={}, l_linger={}}}", value.l_onoff, value.l_linger);
+        (text, std::mem::size_of::<libc::linger>())
+    }
+}
+
+macro_rules! timeval_option {
+    ($opt:ty, $name:literal) => {
+        impl OptionName for $opt {
+            type Value = nix::sys::time::TimeVal;
+            const NAME: (&'static str, &'static str) = ("SOL_SOCKET", $name);
+            fn show(value: &nix::sys::time::TimeVal) -> (String, usize) {
+                (render::timeval(value.tv_sec(), value.tv_usec()), std::mem::size_of::<libc::timeval>())
+            }
+        }
+    };
+}
+
+timeval_option!(sockopt::ReceiveTimeout, "SO_RCVTIMEO_OLD");
+timeval_option!(sockopt::SendTimeout, "SO_SNDTIMEO_OLD");
+
+impl OptionName for sockopt::SockType {
+    type Value = SockType;
+    const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_TYPE");
+    fn show(value: &SockType) -> (String, usize) {
+        (format!("[{}]", render::socket_type(*value as i32)), std::mem::size_of::<libc::c_int>())
+    }
+}
+
+/// `setsockopt(fd, level, name, value, len)`: changes one setting of the socket.
+///
+/// # Errors
+/// `ENOPROTOOPT` for an option the socket's protocol lacks; `EINVAL` for a bad value.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/setsockopt.2.html>, <https://man7.org/linux/man-pages/man7/socket.7.html>
+pub fn setsockopt<O>(fd: impl AsFd, option: O, value: &O::Value) -> nix::Result<()>
+where
+    O: SetSockOpt<Val = <O as OptionName>::Value> + OptionName,
+{
+    let (level, name) = O::NAME;
+    let call = trace::enter("setsockopt", || {
+        let (shown, size) = O::show(value);
+        vec![raw(&fd).to_string(), level.into(), name.into(), shown, size.to_string()]
+    });
+    let result = nix_socket::setsockopt(&fd, option, value);
+    call.exit_num(&result, Vec::new);
+    result
+}
+
+/// `getsockopt(fd, level, name, value, len)`: reads one setting back.
+///
+/// # Errors
+/// `ENOPROTOOPT`; reading `SO_ERROR` returns the pending error and clears it.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/getsockopt.2.html>, <https://man7.org/linux/man-pages/man7/socket.7.html>
+pub fn getsockopt<O>(fd: impl AsFd, option: O) -> nix::Result<O::Value>
+where
+    O: GetSockOpt<Val = <O as OptionName>::Value> + OptionName,
+{
+    let (level, name) = O::NAME;
+    let call = trace::enter_filling("getsockopt", || vec![raw(&fd).to_string(), level.into(), name.into()]);
+    let result = nix_socket::getsockopt(&fd, option);
+    call.exit(
+        &result,
+        || match &result {
+            Ok(value) => {
+                let (shown, size) = O::show(value);
+                vec![shown, format!("[{size}]")]
+            }
+            Err(_) => vec!["0xADDR".into(), "0xADDR".into()],
+        },
+        |_| "0".into(),
+    );
+    result
+}
