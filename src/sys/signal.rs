@@ -18,8 +18,15 @@ fn show_mask(mask: &SigSet) -> String {
     format!("[{}]", names.join(" "))
 }
 
-fn show_flags(flags: SaFlags) -> String {
-    // glibc adds SA_RESTORER to every action it installs; strace shows it.
+/// An action as strace shows it. glibc adds SA_RESTORER (and a restorer address) to every
+/// action it installs; an action never installed, the kernel's default, has neither.
+fn show_action(action: &SigAction, installed_by_glibc: bool) -> String {
+    let handler = show_handler(action.handler());
+    let mask = show_mask(&action.mask());
+    let flags = action.flags();
+    if !installed_by_glibc {
+        return format!("{{sa_handler={handler}, sa_mask={mask}, sa_flags=0}}");
+    }
     let mut names = vec!["SA_RESTORER"];
     if flags.contains(SaFlags::SA_RESTART) {
         names.push("SA_RESTART");
@@ -27,16 +34,13 @@ fn show_flags(flags: SaFlags) -> String {
     if flags.contains(SaFlags::SA_SIGINFO) {
         names.insert(0, "SA_SIGINFO");
     }
-    names.join("|")
+    format!("{{sa_handler={handler}, sa_mask={mask}, sa_flags={}, sa_restorer=0xADDR}}", names.join("|"))
 }
 
-fn show_action(action: &SigAction) -> String {
-    format!(
-        "{{sa_handler={}, sa_mask={}, sa_flags={}, sa_restorer=0xADDR}}",
-        show_handler(action.handler()),
-        show_mask(&action.mask()),
-        show_flags(action.flags())
-    )
+/// nix drops the SA_RESTORER bit when it reads an action back; an old action that is
+/// anything but the untouched default was installed through glibc.
+fn was_installed(action: &SigAction) -> bool {
+    !(matches!(action.handler(), SigHandler::SigDfl) && action.flags().is_empty() && action.mask().iter().next().is_none())
 }
 
 /// `sigaction(signal, {handler, mask=[], flags=0}, &old)`, which the kernel sees as
@@ -52,13 +56,13 @@ fn show_action(action: &SigAction) -> String {
 /// <https://man7.org/linux/man-pages/man2/sigaction.2.html>, <https://man7.org/linux/man-pages/man7/signal.7.html>
 pub fn sigaction(signal: Signal, handler: SigHandler) -> nix::Result<SigHandler> {
     let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-    let call = trace::enter_filling("rt_sigaction", || vec![signal.as_str().into(), show_action(&action)]);
+    let call = trace::enter_filling("rt_sigaction", || vec![signal.as_str().into(), show_action(&action, true)]);
     // SAFETY: the handlers lessons install are SIG_DFL, SIG_IGN or functions that only store
     // to an atomic, which is async-signal-safe.
     let result = unsafe { nix::sys::signal::sigaction(signal, &action) };
     call.exit(
         &result,
-        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), show_action), "8".into()],
+        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), |old| show_action(old, was_installed(old))), "8".into()],
         |_| "0".into(),
     );
     result.map(|old| old.handler())

@@ -310,7 +310,6 @@ int_option!(sockopt::KeepAlive, bool, "SOL_SOCKET", "SO_KEEPALIVE");
 int_option!(sockopt::AcceptConn, bool, "SOL_SOCKET", "SO_ACCEPTCONN");
 int_option!(sockopt::RcvBuf, usize, "SOL_SOCKET", "SO_RCVBUF");
 int_option!(sockopt::SndBuf, usize, "SOL_SOCKET", "SO_SNDBUF");
-int_option!(sockopt::SocketError, i32, "SOL_SOCKET", "SO_ERROR");
 int_option!(sockopt::TcpNoDelay, bool, "SOL_TCP", "TCP_NODELAY");
 int_option!(sockopt::TcpKeepIdle, u32, "SOL_TCP", "TCP_KEEPIDLE");
 int_option!(sockopt::TcpKeepInterval, u32, "SOL_TCP", "TCP_KEEPINTVL");
@@ -326,13 +325,17 @@ impl OptionName for sockopt::Linger {
     }
 }
 
+/// strace 6.1 names these by their x86_64 numbers (`SO_RCVTIMEO_OLD`) and, not decoding the
+/// struct, prints its 16 bytes as a string.
 macro_rules! timeval_option {
     ($opt:ty, $name:literal) => {
         impl OptionName for $opt {
             type Value = nix::sys::time::TimeVal;
             const NAME: (&'static str, &'static str) = ("SOL_SOCKET", $name);
             fn show(value: &nix::sys::time::TimeVal) -> (String, usize) {
-                (render::timeval(value.tv_sec(), value.tv_usec()), std::mem::size_of::<libc::timeval>())
+                let mut bytes = value.tv_sec().to_ne_bytes().to_vec();
+                bytes.extend_from_slice(&value.tv_usec().to_ne_bytes());
+                (render::quote(&bytes), bytes.len())
             }
         }
     };
@@ -345,7 +348,17 @@ impl OptionName for sockopt::SockType {
     type Value = SockType;
     const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_TYPE");
     fn show(value: &SockType) -> (String, usize) {
-        (format!("[{}]", render::socket_type(*value as i32)), std::mem::size_of::<libc::c_int>())
+        (format!("[{}]", *value as i32), std::mem::size_of::<libc::c_int>())
+    }
+}
+
+/// The pending error, printed by its name: `[ECONNREFUSED]`, or `[0]` for none.
+impl OptionName for sockopt::SocketError {
+    type Value = i32;
+    const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_ERROR");
+    fn show(value: &i32) -> (String, usize) {
+        let shown = if *value == 0 { "0".into() } else { render::errno_name(Errno::from_raw(*value)) };
+        (format!("[{shown}]"), std::mem::size_of::<libc::c_int>())
     }
 }
 

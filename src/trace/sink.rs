@@ -106,12 +106,13 @@ struct State {
     running: Vec<Running>,
     /// (actor, syscall, errno) whose table note was already printed.
     noted: HashSet<(String, &'static str, Option<i32>)>,
-    watchdog: bool,
+    /// The thread that announces long calls, while it runs; woken when a call begins.
+    watchdog: Option<std::thread::Thread>,
 }
 
 /// After this long in a call with nobody else printing, its `<unfinished ...>` line appears
 /// (other processes of a demo print without our knowing, so this is kept short).
-const ANNOUNCE_AFTER: Duration = Duration::from_millis(2);
+const ANNOUNCE_AFTER: Duration = Duration::from_micros(500);
 /// A call that took at least this long is marked `[blocked …]`.
 const BLOCKED_AT_LEAST: Duration = Duration::from_millis(1);
 
@@ -183,12 +184,17 @@ pub fn begin(name: &'static str, entry: String, filling: bool, started: Instant)
     st.next_id += 1;
     let id = st.next_id;
     st.running.push(Running { id, tid, actor, name, entry, filling, started, announced: false });
-    if mode() == Mode::Human && !st.watchdog {
-        st.watchdog = true;
-        std::thread::Builder::new()
-            .name("socklab-trace".into())
-            .spawn(watchdog)
-            .expect("starting the trace watchdog");
+    if mode() == Mode::Human {
+        match &st.watchdog {
+            Some(thread) => thread.unpark(),
+            None => {
+                let handle = std::thread::Builder::new()
+                    .name("socklab-trace".into())
+                    .spawn(watchdog)
+                    .expect("starting the trace watchdog");
+                st.watchdog = Some(handle.thread().clone());
+            }
+        }
     }
     id
 }
@@ -260,7 +266,7 @@ pub fn narrate(text: &str, measured: bool) {
         Mode::Human => {
             let stamp = format!("+{:.6}", since_start(Instant::now()).as_secs_f64());
             text.lines()
-                .map(|l| format!("{} {} {}\n", paint("2", &stamp), paint_actor(&actor), paint("1", &format!("» {l}"))))
+                .map(|l| format!("{} {}{}\n", paint("2", &stamp), paint_actor(&actor), paint("1", &format!("» {l}"))))
                 .collect()
         }
     };
@@ -294,9 +300,9 @@ fn watchdog() {
     const IDLE_TICK: Duration = Duration::from_millis(50);
     const IDLE_TICKS_BEFORE_EXIT: u32 = 40;
     let mut idle_ticks = 0;
-    let mut nap = IDLE_TICK;
+    let mut nap = ANNOUNCE_AFTER;
     loop {
-        std::thread::sleep(nap);
+        std::thread::park_timeout(nap);
         let mut st = state();
         // Wake next when the earliest unannounced call is due, or at the idle pace.
         nap = st
@@ -305,10 +311,10 @@ fn watchdog() {
             .filter(|c| !c.announced)
             .map(|c| ANNOUNCE_AFTER.saturating_sub(c.started.elapsed()))
             .min()
-            .map_or(IDLE_TICK, |due| due.max(Duration::from_micros(500)));
+            .map_or(IDLE_TICK, |due| due.max(Duration::from_micros(200)));
         idle_ticks = if st.running.is_empty() { idle_ticks + 1 } else { 0 };
         if idle_ticks >= IDLE_TICKS_BEFORE_EXIT {
-            st.watchdog = false;
+            st.watchdog = None;
             return;
         }
         let mut text = String::new();
