@@ -3,7 +3,7 @@ CARGO ?= cargo
 # `make lesson-7` and `make lesson-07` both run lessons/07-*/.
 two_digits = $(shell printf '%02d' $$(echo $(1) | sed 's/^0*//'))
 
-.PHONY: lessons test lint deps bench fmt
+.PHONY: lessons test lint deps fmt
 
 lesson-%:
 	@$(CARGO) run -q --example lesson-$(call two_digits,$*) -- $(ARGS)

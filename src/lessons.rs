@@ -110,7 +110,10 @@ pub const USAGE: &str =
 pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std::io::Result<std::process::Child> {
     let program = std::env::current_exe()?;
     let mut command = std::process::Command::new(program);
-    command.arg(role).args(["--port", &port.to_string(), "--actor", actor]).args(words);
+    command
+        .arg(role)
+        .args(["--port", &port.to_string(), "--actor", actor])
+        .args(words);
     command.env("SOCKLAB_TRACE", trace::mode().name());
     command.env(trace::CLOCK_ENV, trace::clock_origin().to_string());
     command.spawn()
@@ -124,7 +127,11 @@ pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result
     let status = spawn_process(actor, role, port, words)
         .and_then(|mut child| child.wait())
         .map_err(|e| format!("{actor}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{actor} ended with {status}")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{actor} ended with {status}"))
+    }
 }
 
 /// Parses a lesson's arguments (without the program name).
@@ -132,7 +139,12 @@ pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result
 /// # Errors
 /// A one-line message naming the bad argument.
 pub fn parse(words: &[String], default_port: u16) -> Result<Args, String> {
-    let mut args = Args { role: Role::Demo, port: 0, host: IpAddr::V4(Ipv4Addr::LOCALHOST), rest: Vec::new() };
+    let mut args = Args {
+        role: Role::Demo,
+        port: 0,
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        rest: Vec::new(),
+    };
     let mut port_given = false;
     let mut words = words.iter();
     while let Some(word) = words.next() {
@@ -150,7 +162,9 @@ pub fn parse(words: &[String], default_port: u16) -> Result<Args, String> {
             }
             "--host" => {
                 let text = value("--host")?;
-                args.host = text.parse().map_err(|_| format!("--host {text:?} is not an IP address"))?;
+                args.host = text
+                    .parse()
+                    .map_err(|_| format!("--host {text:?} is not an IP address"))?;
             }
             "--actor" => trace::set_actor(value("--actor")?),
             "--trace" => {
@@ -222,9 +236,21 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert!(parse(&words("server --port seventy"), 1).unwrap_err().contains("\"seventy\" is not a port"));
-        assert!(parse(&words("server --port 70000"), 1).unwrap_err().contains("not a port"));
+        assert!(
+            parse(&words("server --port seventy"), 1)
+                .unwrap_err()
+                .contains("\"seventy\" is not a port")
+        );
+        assert!(
+            parse(&words("server --port 70000"), 1)
+                .unwrap_err()
+                .contains("not a port")
+        );
         assert!(parse(&words("--port"), 1).unwrap_err().contains("needs a value"));
-        assert!(parse(&words("--bogus"), 1).unwrap_err().contains("unknown option --bogus"));
+        assert!(
+            parse(&words("--bogus"), 1)
+                .unwrap_err()
+                .contains("unknown option --bogus")
+        );
     }
 }

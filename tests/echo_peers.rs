@@ -22,7 +22,11 @@ fn start_server(port: u16) -> Child {
         .expect("starting lesson-01 server");
     let stdout = child.stdout.take().expect("its stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let ready = lines.by_ref().take(20).map_while(Result::ok).any(|line| line.contains("listening on"));
+    let ready = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .any(|line| line.contains("listening on"));
     assert!(ready, "lesson-01 server never said it was listening");
     // Keep draining its trace so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
@@ -69,7 +73,9 @@ fn socat_and_python_get_their_lines_back_from_one_server() {
     util::require("python3");
     let port = util::free_port();
     let server = start_server(port);
-    let from_socat = peer_output(shell(&format!("printf 'via socat\\n' | socat -t 1 - TCP:127.0.0.1:{port}")));
+    let from_socat = peer_output(shell(&format!(
+        "printf 'via socat\\n' | socat -t 1 - TCP:127.0.0.1:{port}"
+    )));
     let python = format!(
         "import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ns.sendall(b'via python\\n')\n\
          print(s.recv(100).decode(), end='')\ns.close()"
@@ -98,11 +104,16 @@ fn a_port_that_is_taken_is_a_one_line_error() {
     let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a port to hold");
     let port = holder.local_addr().expect("its address").port();
     let mut command = Command::new(util::lesson_program(1));
-    command.args(["server", "--port", &port.to_string()]).env("SOCKLAB_TRACE", "off");
+    command
+        .args(["server", "--port", &port.to_string()])
+        .env("SOCKLAB_TRACE", "off");
     let output = util::run_with_deadline(command, PEER_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
-    assert!(stderr.contains(&format!("bind 127.0.0.1:{port}: EADDRINUSE")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("bind 127.0.0.1:{port}: EADDRINUSE")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"));
 }

@@ -22,18 +22,33 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     let registered: BTreeSet<String> = LESSONS.iter().map(|l| l.folder()).collect();
-    assert_eq!(on_disk, registered, "lessons/ folders and the table in src/lessons.rs differ");
+    assert_eq!(
+        on_disk, registered,
+        "lessons/ folders and the table in src/lessons.rs differ"
+    );
 
     let manifest = std::fs::read_to_string(util::root().join("Cargo.toml")).expect("reading Cargo.toml");
     for (index, lesson) in LESSONS.iter().enumerate() {
-        assert_eq!(usize::from(lesson.number), index + 1, "lessons are numbered 1, 2, 3... in order");
+        assert_eq!(
+            usize::from(lesson.number),
+            index + 1,
+            "lessons are numbered 1, 2, 3... in order"
+        );
         for file in ["README.md", "main.rs", "expected.trace"] {
             let path = util::root().join("lessons").join(lesson.folder()).join(file);
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(text.trim().len() > 100, "{} is missing or nearly empty", path.display());
         }
-        let entry = format!("name = \"{}\"\npath = \"lessons/{}/main.rs\"", lesson.example(), lesson.folder());
-        assert!(manifest.contains(&entry), "Cargo.toml lacks the [[example]] for {}", lesson.folder());
+        let entry = format!(
+            "name = \"{}\"\npath = \"lessons/{}/main.rs\"",
+            lesson.example(),
+            lesson.folder()
+        );
+        assert!(
+            manifest.contains(&entry),
+            "Cargo.toml lacks the [[example]] for {}",
+            lesson.folder()
+        );
     }
 }
 
@@ -54,12 +69,18 @@ fn every_demo_prints_its_expected_trace() {
             ));
             continue;
         }
-        let expected_path = util::root().join("lessons").join(lesson.folder()).join("expected.trace");
+        let expected_path = util::root()
+            .join("lessons")
+            .join(lesson.folder())
+            .join("expected.trace");
         let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
         let want = expected::by_actor(&expected_text);
         let got = expected::by_actor(&stdout);
         if got.is_empty() || want.is_empty() {
-            failures.push(format!("{}: the demo or expected.trace holds no trace at all", lesson.folder()));
+            failures.push(format!(
+                "{}: the demo or expected.trace holds no trace at all",
+                lesson.folder()
+            ));
             continue;
         }
         if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
@@ -73,7 +94,9 @@ fn every_demo_prints_its_expected_trace() {
         }
         for (actor, want_lines) in &want {
             let got_lines = &got[actor];
-            if let Some(at) = (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i)) {
+            if let Some(at) =
+                (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i))
+            {
                 failures.push(format!(
                     "{} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `make expected-{}` only if the change is intended)",
                     lesson.folder(),
@@ -92,12 +115,19 @@ fn every_demo_prints_its_expected_trace() {
 fn notes_follow_the_calls_they_explain() {
     // A note line must come right after a call line: by_actor relies on it, and so does a reader.
     for lesson in LESSONS {
-        let path = util::root().join("lessons").join(lesson.folder()).join("expected.trace");
+        let path = util::root()
+            .join("lessons")
+            .join(lesson.folder())
+            .join("expected.trace");
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let mut previous_was_call = false;
         for line in text.lines() {
             let is_note = line.trim_start().starts_with("# ");
-            assert!(!is_note || previous_was_call, "{}: a note without a call above it: {line}", path.display());
+            assert!(
+                !is_note || previous_was_call,
+                "{}: a note without a call above it: {line}",
+                path.display()
+            );
             previous_was_call = !line.starts_with(' ') && !line.contains("» ");
         }
     }

@@ -37,26 +37,47 @@ fn compare_with_strace(lesson: u8) {
     let output = util::run_with_deadline(command, Duration::from_secs(60));
     let strace_text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert!(output.status.success(), "lesson {lesson} under strace failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "lesson {lesson} under strace failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let ours = our_lines_by_thread(&String::from_utf8_lossy(&output.stdout));
     let theirs = strace_lines_by_thread(&strace_text);
     // The demo's server thread and its client processes: at least two threads of calls.
-    assert!(ours.len() >= 2, "lesson {lesson} printed calls from {} thread(s); expected the server's and clients'", ours.len());
+    assert!(
+        ours.len() >= 2,
+        "lesson {lesson} printed calls from {} thread(s); expected the server's and clients'",
+        ours.len()
+    );
     for (tid, our_lines) in &ours {
-        let their_lines = theirs.get(tid).unwrap_or_else(|| panic!("strace saw no calls from thread {tid}"));
+        let their_lines = theirs
+            .get(tid)
+            .unwrap_or_else(|| panic!("strace saw no calls from thread {tid}"));
         let start = their_lines
             .iter()
             .position(|line| *line == our_lines[0])
-            .unwrap_or_else(|| panic!("thread {tid}: strace never printed our first line {:?}\nstrace: {their_lines:#?}", our_lines[0]));
+            .unwrap_or_else(|| {
+                panic!(
+                    "thread {tid}: strace never printed our first line {:?}\nstrace: {their_lines:#?}",
+                    our_lines[0]
+                )
+            });
         let their_rest: Vec<&String> = their_lines[start..]
             .iter()
             // Writes to stdout and stderr are the trace itself being printed.
             .filter(|line| !line.starts_with("write(1,") && !line.starts_with("write(2,"))
             .collect();
         let ours_ref: Vec<&String> = our_lines.iter().collect();
-        assert_eq!(ours_ref, their_rest, "thread {tid}: our trace (left) and strace (right) differ");
-        assert!(our_lines.len() >= 3, "thread {tid}: too few calls to be a meaningful comparison");
+        assert_eq!(
+            ours_ref, their_rest,
+            "thread {tid}: our trace (left) and strace (right) differ"
+        );
+        assert!(
+            our_lines.len() >= 3,
+            "thread {tid}: too few calls to be a meaningful comparison"
+        );
     }
 }
 
@@ -73,10 +94,20 @@ fn normalise(line: &str) -> String {
     let mut rest = line.as_str();
     while let Some(at) = rest.find("0x") {
         let after = &rest[at + 2..];
-        let digits = after.chars().take_while(char::is_ascii_hexdigit).count();
         out.push_str(&rest[..at]);
-        out.push_str(if digits >= 6 || after.starts_with("ADDR") { "ADDR" } else { &rest[at..at + 2 + digits] });
-        rest = if after.starts_with("ADDR") { &after[4..] } else { &after[digits..] };
+        // Our own placeholder for a pointer we cannot know, or a real pointer.
+        if let Some(tail) = after.strip_prefix("ADDR") {
+            out.push_str("ADDR");
+            rest = tail;
+            continue;
+        }
+        let digits = after.chars().take_while(char::is_ascii_hexdigit).count();
+        out.push_str(if digits >= 6 {
+            "ADDR"
+        } else {
+            &rest[at..at + 2 + digits]
+        });
+        rest = &after[digits..];
     }
     out.push_str(rest);
     out
@@ -86,7 +117,9 @@ fn normalise(line: &str) -> String {
 fn our_lines_by_thread(json: &str) -> BTreeMap<u32, Vec<String>> {
     let mut threads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for record in json.lines() {
-        let (Some(tid), Some(line)) = (number_field(record, "tid"), string_field(record, "line")) else { continue };
+        let (Some(tid), Some(line)) = (number_field(record, "tid"), string_field(record, "line")) else {
+            continue;
+        };
         threads.entry(tid).or_default().push(normalise(&line));
     }
     threads
@@ -98,7 +131,9 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
     let mut threads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
     for raw in log.lines() {
-        let Some((tid, rest)) = raw.split_once(' ') else { continue };
+        let Some((tid, rest)) = raw.split_once(' ') else {
+            continue;
+        };
         let Ok(tid) = tid.parse::<u32>() else { continue };
         let rest = rest.trim_start();
         if rest.starts_with("---") || rest.starts_with("+++") {
@@ -124,7 +159,12 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
 
 fn number_field(record: &str, name: &str) -> Option<u32> {
     let at = record.find(&format!("\"{name}\":"))? + name.len() + 3;
-    record[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    record[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
 }
 
 /// A JSON string value, unescaped (our records use \" \\ \n \r \t and \u00XX).

@@ -19,7 +19,6 @@ use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::{sys, trace};
 
-
 /// The seed's listing 9 listens on 23000; the demo asks the kernel for any free port instead.
 const DEFAULT_PORT: u16 = 23000;
 /// How many connections may wait, handshake done, for accept (Python's `listen(5)`).
@@ -37,7 +36,12 @@ fn run(args: Args) -> Outcome {
         Role::Server => {
             trace::set_actor("server");
             let listener = listen_on(args.addr())?;
-            trace::say(format!("listening on {}; try: nc {} {}", args.addr(), args.host, args.port));
+            trace::say(format!(
+                "listening on {}; try: nc {} {}",
+                args.addr(),
+                args.host,
+                args.port
+            ));
             loop {
                 // One client's trouble (a reset, say) ends that conversation, not the server.
                 if let Err(error) = serve_one(&listener) {
@@ -62,8 +66,13 @@ fn run(args: Args) -> Outcome {
 
 /// socket, bind, listen: a passive socket, ready for clients.
 fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let listener = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let listener =
+        sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
     sys::bind(&listener, addr).context(format!("bind {addr}"))?;
     trace::explain("from now on the kernel answers SYNs on this port and queues finished handshakes");
     sys::listen(&listener, BACKLOG).context("listen")?;
@@ -90,7 +99,11 @@ fn serve_one(listener: &OwnedFd) -> Result<(), String> {
 
 /// A client: connect, then for each message send it and wait for the echo.
 fn talk(server: SocketAddr, messages: &[String]) -> Outcome {
-    let family = if server.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let family = if server.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     trace::explain("a TCP endpoint; 3 is the lowest free descriptor (0, 1 and 2 are stdin, stdout, stderr)");
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
     trace::explain("the three-way handshake: returns once the server's kernel answered SYN-ACK");
@@ -121,7 +134,9 @@ fn demo() -> Outcome {
         sys::close(listener).context("close")?;
         Ok(())
     });
-    let port = port_rx.recv().map_err(|_| "the server thread stopped before listening")?;
+    let port = port_rx
+        .recv()
+        .map_err(|_| "the server thread stopped before listening")?;
     lessons::run_process("client#1", "client", port, &["Hello World", "bye"])?;
     lessons::run_process("client#2", "client", port, &["second client"])?;
     server.join().map_err(|_| "the server panicked")??;

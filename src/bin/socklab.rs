@@ -14,7 +14,10 @@ fn main() {
     match words.first().map(String::as_str) {
         Some("lessons") => {
             for lesson in LESSONS {
-                println!("make lesson-{:<2}  {:<20} {}", lesson.number, lesson.slug, lesson.summary);
+                println!(
+                    "make lesson-{:<2}  {:<20} {}",
+                    lesson.number, lesson.slug, lesson.summary
+                );
             }
         }
         Some("normalize") => {

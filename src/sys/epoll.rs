@@ -30,7 +30,11 @@ pub const EPOLL_FLAGS: &[(i64, &str)] = &[
 fn show_event(event: &EpollEvent) -> String {
     let bits = event.events().bits() as u32 as i64;
     let data = event.data();
-    format!("{{events={}, data={{u32={}, u64={data}}}}}", render::flags(bits, EPOLL_FLAGS), data as u32)
+    format!(
+        "{{events={}, data={{u32={}, u64={data}}}}}",
+        render::flags(bits, EPOLL_FLAGS),
+        data as u32
+    )
 }
 
 /// `epoll_create1(flags)`: a new epoll instance, itself a descriptor.
@@ -41,14 +45,24 @@ fn show_event(event: &EpollEvent) -> String {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/epoll_create1.2.html>
 pub fn epoll_create1(flags: EpollCreateFlags) -> nix::Result<Epoll> {
-    let shown = if flags.is_empty() { "0".to_string() } else { "EPOLL_CLOEXEC".to_string() };
+    let shown = if flags.is_empty() {
+        "0".to_string()
+    } else {
+        "EPOLL_CLOEXEC".to_string()
+    };
     let call = trace::enter("epoll_create1", || vec![shown]);
     let result = Epoll::new(flags);
     call.exit(&result, Vec::new, |ep| ep.0.as_raw_fd().to_string());
     result
 }
 
-fn ctl(ep: &Epoll, op: &str, fd: i32, event: Option<EpollEvent>, run: impl FnOnce() -> nix::Result<()>) -> nix::Result<()> {
+fn ctl(
+    ep: &Epoll,
+    op: &str,
+    fd: i32,
+    event: Option<EpollEvent>,
+    run: impl FnOnce() -> nix::Result<()>,
+) -> nix::Result<()> {
     let call = trace::enter("epoll_ctl", || {
         let shown = event.as_ref().map_or_else(|| "NULL".into(), show_event);
         vec![ep.0.as_raw_fd().to_string(), op.into(), fd.to_string(), shown]
@@ -79,7 +93,9 @@ pub fn epoll_ctl_add(ep: &Epoll, fd: impl AsFd, event: EpollEvent) -> nix::Resul
 /// # References
 /// <https://man7.org/linux/man-pages/man2/epoll_ctl.2.html>
 pub fn epoll_ctl_mod(ep: &Epoll, fd: impl AsFd, mut event: EpollEvent) -> nix::Result<()> {
-    ctl(ep, "EPOLL_CTL_MOD", raw(&fd), Some(event), || ep.modify(fd.as_fd(), &mut event))
+    ctl(ep, "EPOLL_CTL_MOD", raw(&fd), Some(event), || {
+        ep.modify(fd.as_fd(), &mut event)
+    })
 }
 
 /// `epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL)`: removes `fd` from the interest list.
@@ -107,7 +123,10 @@ pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout: EpollTimeout) 
     let result = ep.wait(events, timeout);
     call.exit_num(&result, || {
         let ready = match &result {
-            Ok(n) => format!("[{}]", events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")),
+            Ok(n) => format!(
+                "[{}]",
+                events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")
+            ),
             Err(_) => render::pointer(events.as_ptr()),
         };
         vec![ready, max.to_string(), millis.to_string()]

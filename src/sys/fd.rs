@@ -41,7 +41,11 @@ fn open_flags(bits: i32) -> String {
         _ => "O_RDWR",
     };
     let rest = (bits & !libc::O_ACCMODE) as i64;
-    if rest == 0 { access.to_string() } else { format!("{access}|{}", render::flags(rest, OPEN_FLAGS)) }
+    if rest == 0 {
+        access.to_string()
+    } else {
+        format!("{access}|{}", render::flags(rest, OPEN_FLAGS))
+    }
 }
 
 /// `fcntl(fd, F_GETFL)`: the file status flags, O_NONBLOCK among them.
@@ -54,7 +58,9 @@ fn open_flags(bits: i32) -> String {
 pub fn fcntl_getfl(fd: impl AsFd) -> nix::Result<OFlag> {
     let call = trace::enter("fcntl", || vec![raw(&fd).to_string(), "F_GETFL".into()]);
     let result = nix::fcntl::fcntl(&fd, FcntlArg::F_GETFL);
-    call.exit(&result, Vec::new, |bits| format!("{bits:#x} (flags {})", open_flags(*bits)));
+    call.exit(&result, Vec::new, |bits| {
+        format!("{bits:#x} (flags {})", open_flags(*bits))
+    });
     result.map(OFlag::from_bits_truncate)
 }
 
@@ -66,7 +72,9 @@ pub fn fcntl_getfl(fd: impl AsFd) -> nix::Result<OFlag> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
 pub fn fcntl_setfl(fd: impl AsFd, flags: OFlag) -> nix::Result<()> {
-    let call = trace::enter("fcntl", || vec![raw(&fd).to_string(), "F_SETFL".into(), open_flags(flags.bits())]);
+    let call = trace::enter("fcntl", || {
+        vec![raw(&fd).to_string(), "F_SETFL".into(), open_flags(flags.bits())]
+    });
     let result = nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(flags)).map(drop);
     call.exit_num(&result, Vec::new);
     result
@@ -124,7 +132,13 @@ pub fn getrlimit_nofile() -> nix::Result<(libc::rlim_t, libc::rlim_t)> {
     let result = nix_getrlimit(Resource::RLIMIT_NOFILE);
     call.exit(
         &result,
-        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), |(s, h)| rlimit_pair(*s, *h))],
+        || {
+            vec![
+                result
+                    .as_ref()
+                    .map_or_else(|_| "0xADDR".into(), |(s, h)| rlimit_pair(*s, *h)),
+            ]
+        },
         |_| "0".into(),
     );
     result
@@ -140,7 +154,12 @@ pub fn getrlimit_nofile() -> nix::Result<(libc::rlim_t, libc::rlim_t)> {
 /// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
 pub fn setrlimit_nofile(soft: libc::rlim_t, hard: libc::rlim_t) -> nix::Result<()> {
     let call = trace::enter("prlimit64", || {
-        vec!["0".into(), "RLIMIT_NOFILE".into(), rlimit_pair(soft, hard), "NULL".into()]
+        vec![
+            "0".into(),
+            "RLIMIT_NOFILE".into(),
+            rlimit_pair(soft, hard),
+            "NULL".into(),
+        ]
     });
     let result = nix_setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
     call.exit_num(&result, Vec::new);

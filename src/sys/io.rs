@@ -26,7 +26,14 @@ fn msg_flags(flags: MsgFlags) -> String {
 pub fn send(fd: impl AsFd, buf: &[u8], flags: MsgFlags) -> nix::Result<usize> {
     let fd = raw(&fd);
     let call = trace::enter("sendto", || {
-        vec![fd.to_string(), render::quote(buf), buf.len().to_string(), msg_flags(flags), "NULL".into(), "0".into()]
+        vec![
+            fd.to_string(),
+            render::quote(buf),
+            buf.len().to_string(),
+            msg_flags(flags),
+            "NULL".into(),
+            "0".into(),
+        ]
     });
     let result = nix_socket::send(fd, buf, flags);
     call.exit_num(&result, Vec::new);
@@ -60,7 +67,13 @@ pub fn recv(fd: impl AsFd, buf: &mut [u8], flags: MsgFlags) -> nix::Result<usize
     let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]);
     let result = nix_socket::recv(fd, buf, flags);
     call.exit_num(&result, || {
-        vec![render::buffer_out(buf, &result, |n| *n), len.to_string(), msg_flags(flags), "NULL".into(), "NULL".into()]
+        vec![
+            render::buffer_out(buf, &result, |n| *n),
+            len.to_string(),
+            msg_flags(flags),
+            "NULL".into(),
+            "NULL".into(),
+        ]
     });
     result
 }
@@ -108,16 +121,22 @@ pub fn recvfrom(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<(usize, Option<Soc
     let capacity = std::mem::size_of::<SockaddrStorage>() as u32;
     let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]);
     let result = nix_socket::recvfrom::<SockaddrStorage>(fd, buf);
-    call.exit_num(
-        &result.as_ref().map(|(n, _)| *n).map_err(|e| *e),
-        || {
-            let (address, address_len) = match &result {
-                Ok((_, Some(addr))) => (render::sockaddr(addr), render::length_in_out(capacity, family_len(addr))),
-                _ => ("0xADDR".to_string(), format!("[{capacity}]")),
-            };
-            vec![render::buffer_out(buf, &result, |(n, _)| *n), len.to_string(), "0".into(), address, address_len]
-        },
-    );
+    call.exit_num(&result.as_ref().map(|(n, _)| *n).map_err(|e| *e), || {
+        let (address, address_len) = match &result {
+            Ok((_, Some(addr))) => (
+                render::sockaddr(addr),
+                render::length_in_out(capacity, family_len(addr)),
+            ),
+            _ => ("0xADDR".to_string(), format!("[{capacity}]")),
+        };
+        vec![
+            render::buffer_out(buf, &result, |(n, _)| *n),
+            len.to_string(),
+            "0".into(),
+            address,
+            address_len,
+        ]
+    });
     result
 }
 
@@ -133,7 +152,9 @@ pub fn read(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
     let len = buf.len();
     let call = trace::enter_filling("read", || vec![number.to_string()]);
     let result = nix::unistd::read(&fd, buf);
-    call.exit_num(&result, || vec![render::buffer_out(buf, &result, |n| *n), len.to_string()]);
+    call.exit_num(&result, || {
+        vec![render::buffer_out(buf, &result, |n| *n), len.to_string()]
+    });
     result
 }
 
@@ -146,7 +167,9 @@ pub fn read(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
 /// <https://man7.org/linux/man-pages/man2/write.2.html>
 pub fn write(fd: impl AsFd, buf: &[u8]) -> nix::Result<usize> {
     let number = raw(&fd);
-    let call = trace::enter("write", || vec![number.to_string(), render::quote(buf), buf.len().to_string()]);
+    let call = trace::enter("write", || {
+        vec![number.to_string(), render::quote(buf), buf.len().to_string()]
+    });
     let result = nix::unistd::write(&fd, buf);
     call.exit_num(&result, Vec::new);
     result

@@ -38,7 +38,13 @@ fn show_revents(fds: &[PollFd<'_>]) -> String {
         .iter()
         .filter_map(|p| {
             let bits = p.revents().map_or(0, |r| r.bits());
-            (bits != 0).then(|| format!("{{fd={}, revents={}}}", p.as_fd_raw(), render::flags(bits as i64, POLL_FLAGS)))
+            (bits != 0).then(|| {
+                format!(
+                    "{{fd={}, revents={}}}",
+                    p.as_fd_raw(),
+                    render::flags(bits as i64, POLL_FLAGS)
+                )
+            })
         })
         .collect();
     format!("[{}]", items.join(", "))
@@ -66,10 +72,16 @@ impl RawNumber for PollFd<'_> {
 /// <https://man7.org/linux/man-pages/man2/poll.2.html>
 pub fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<i32> {
     let millis = i32::from(timeout);
-    let call = trace::enter("poll", || vec![show_events(fds), fds.len().to_string(), millis.to_string()]);
+    let call = trace::enter("poll", || {
+        vec![show_events(fds), fds.len().to_string(), millis.to_string()]
+    });
     let result = nix::poll::poll(fds, timeout);
     call.exit(&result, Vec::new, |&ready| {
-        if ready == 0 { "0 (Timeout)".into() } else { format!("{ready} ({})", show_revents(fds)) }
+        if ready == 0 {
+            "0 (Timeout)".into()
+        } else {
+            format!("{ready} ({})", show_revents(fds))
+        }
     });
     result
 }

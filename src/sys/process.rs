@@ -67,7 +67,13 @@ pub fn waitpid(pid: Pid) -> nix::Result<WaitStatus> {
     let result = nix::sys::wait::waitpid(pid, None);
     call.exit(
         &result,
-        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), show_status), "0".into(), "NULL".into()],
+        || {
+            vec![
+                result.as_ref().map_or_else(|_| "0xADDR".into(), show_status),
+                "0".into(),
+                "NULL".into(),
+            ]
+        },
         |status| status.pid().map_or_else(|| "0".into(), |p| p.to_string()),
     );
     result

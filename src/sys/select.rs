@@ -29,7 +29,8 @@ fn members(set: &FdSet<'_>, nfds: i32) -> Vec<RawFd> {
 }
 
 fn show_set(set: &Option<&mut FdSet<'_>>, nfds: i32) -> String {
-    set.as_ref().map_or_else(|| "NULL".into(), |s| render::fd_list(&members(s, nfds)))
+    set.as_ref()
+        .map_or_else(|| "NULL".into(), |s| render::fd_list(&members(s, nfds)))
 }
 
 fn highest_plus_one(sets: [&Option<&mut FdSet<'_>>; 3]) -> i32 {
@@ -58,10 +59,9 @@ pub fn select<'a, 'fd: 'a>(
 ) -> nix::Result<i32> {
     let nfds = highest_plus_one([&readfds, &writefds, &exceptfds]);
     let call = trace::enter("pselect6", || {
-        let time = timeout.as_ref().map_or_else(
-            || "NULL".into(),
-            |t| render::timespec(t.tv_sec(), t.tv_usec() * 1000),
-        );
+        let time = timeout
+            .as_ref()
+            .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec(), t.tv_usec() * 1000));
         vec![
             nfds.to_string(),
             show_set(&readfds, nfds),

@@ -14,7 +14,10 @@ fn show_handler(handler: SigHandler) -> String {
 }
 
 fn show_mask(mask: &SigSet) -> String {
-    let names: Vec<String> = mask.iter().map(|s| s.as_str().trim_start_matches("SIG").to_string()).collect();
+    let names: Vec<String> = mask
+        .iter()
+        .map(|s| s.as_str().trim_start_matches("SIG").to_string())
+        .collect();
     format!("[{}]", names.join(" "))
 }
 
@@ -34,13 +37,18 @@ fn show_action(action: &SigAction, installed_by_glibc: bool) -> String {
     if flags.contains(SaFlags::SA_SIGINFO) {
         names.insert(0, "SA_SIGINFO");
     }
-    format!("{{sa_handler={handler}, sa_mask={mask}, sa_flags={}, sa_restorer=0xADDR}}", names.join("|"))
+    format!(
+        "{{sa_handler={handler}, sa_mask={mask}, sa_flags={}, sa_restorer=0xADDR}}",
+        names.join("|")
+    )
 }
 
 /// nix drops the SA_RESTORER bit when it reads an action back; an old action that is
 /// anything but the untouched default was installed through glibc.
 fn was_installed(action: &SigAction) -> bool {
-    !(matches!(action.handler(), SigHandler::SigDfl) && action.flags().is_empty() && action.mask().iter().next().is_none())
+    !(matches!(action.handler(), SigHandler::SigDfl)
+        && action.flags().is_empty()
+        && action.mask().iter().next().is_none())
 }
 
 /// `sigaction(signal, {handler, mask=[], flags=0}, &old)`, which the kernel sees as
@@ -56,13 +64,22 @@ fn was_installed(action: &SigAction) -> bool {
 /// <https://man7.org/linux/man-pages/man2/sigaction.2.html>, <https://man7.org/linux/man-pages/man7/signal.7.html>
 pub fn sigaction(signal: Signal, handler: SigHandler) -> nix::Result<SigHandler> {
     let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-    let call = trace::enter_filling("rt_sigaction", || vec![signal.as_str().into(), show_action(&action, true)]);
+    let call = trace::enter_filling("rt_sigaction", || {
+        vec![signal.as_str().into(), show_action(&action, true)]
+    });
     // SAFETY: the handlers lessons install are SIG_DFL, SIG_IGN or functions that only store
     // to an atomic, which is async-signal-safe.
     let result = unsafe { nix::sys::signal::sigaction(signal, &action) };
     call.exit(
         &result,
-        || vec![result.as_ref().map_or_else(|_| "0xADDR".into(), |old| show_action(old, was_installed(old))), "8".into()],
+        || {
+            vec![
+                result
+                    .as_ref()
+                    .map_or_else(|_| "0xADDR".into(), |old| show_action(old, was_installed(old))),
+                "8".into(),
+            ]
+        },
         |_| "0".into(),
     );
     result.map(|old| old.handler())

@@ -133,7 +133,9 @@ pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::
 pub fn bind(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
     let fd = raw(&fd);
     addr.with(|addr| {
-        let call = trace::enter("bind", || vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]);
+        let call = trace::enter("bind", || {
+            vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]
+        });
         let result = nix_socket::bind(fd, addr);
         call.exit_num(&result, Vec::new);
         result
@@ -179,7 +181,7 @@ pub fn accept4(fd: impl AsFd, flags: SockFlag) -> nix::Result<(OwnedFd, Sockaddr
         let owned = unsafe { OwnedFd::from_raw_fd(new_fd) };
         // SAFETY: the kernel wrote a sockaddr of `len` bytes into storage.
         let addr = unsafe { SockaddrStorage::from_raw(storage.as_ptr().cast(), Some(len)) };
-        (owned, addr.unwrap_or_else(|| unspecified_address()))
+        (owned, addr.unwrap_or_else(unspecified_address))
     });
     call.exit(
         &result,
@@ -211,7 +213,9 @@ fn unspecified_address() -> SockaddrStorage {
 pub fn connect(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
     let fd = raw(&fd);
     addr.with(|addr| {
-        let call = trace::enter("connect", || vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]);
+        let call = trace::enter("connect", || {
+            vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]
+        });
         let result = nix_socket::connect(fd, addr);
         call.exit_num(&result, Vec::new);
         result
@@ -252,7 +256,10 @@ pub fn getpeername(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
 fn name_out(result: &nix::Result<SockaddrStorage>) -> Vec<String> {
     let capacity = std::mem::size_of::<libc::sockaddr_storage>() as u32;
     match result {
-        Ok(addr) => vec![render::sockaddr(addr), render::length_in_out(capacity, family_len(addr))],
+        Ok(addr) => vec![
+            render::sockaddr(addr),
+            render::length_in_out(capacity, family_len(addr)),
+        ],
         Err(_) => vec!["0xADDR".into(), format!("[{capacity}]")],
     }
 }
@@ -357,7 +364,11 @@ impl OptionName for sockopt::SocketError {
     type Value = i32;
     const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_ERROR");
     fn show(value: &i32) -> (String, usize) {
-        let shown = if *value == 0 { "0".into() } else { render::errno_name(Errno::from_raw(*value)) };
+        let shown = if *value == 0 {
+            "0".into()
+        } else {
+            render::errno_name(Errno::from_raw(*value))
+        };
         (format!("[{shown}]"), std::mem::size_of::<libc::c_int>())
     }
 }

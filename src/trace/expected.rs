@@ -56,7 +56,10 @@ pub fn by_actor(trace: &str) -> BTreeMap<String, Vec<String>> {
     let mut last_actor = String::new();
     for line in trace.lines().filter(|l| !l.trim().is_empty()) {
         if line.starts_with(' ') {
-            groups.entry(last_actor.clone()).or_default().push(line.trim().to_string());
+            groups
+                .entry(last_actor.clone())
+                .or_default()
+                .push(line.trim().to_string());
             continue;
         }
         let actor = line.split_whitespace().next().unwrap_or_default().to_string();
@@ -100,7 +103,11 @@ fn replace_all_numbers_after(text: &str, prefix: &str, word: &str) -> String {
         let after = &rest[at + prefix.len()..];
         let digits = after.chars().take_while(char::is_ascii_digit).count();
         out.push_str(&rest[..at + prefix.len()]);
-        out.push_str(if digits > 0 && !(prefix == "port " && &after[..digits] == "0") { word } else { &after[..digits] });
+        out.push_str(if digits > 0 && !(prefix == "port " && &after[..digits] == "0") {
+            word
+        } else {
+            &after[..digits]
+        });
         rest = &after[digits..];
     }
     out.push_str(rest);
@@ -143,9 +150,13 @@ fn replace_hex_pointers(text: &str) -> String {
 }
 
 fn replace_between(text: &str, open: &str, close: &str, word: &str) -> String {
-    let Some(start) = text.find(open) else { return text.to_string() };
+    let Some(start) = text.find(open) else {
+        return text.to_string();
+    };
     let body = start + open.len();
-    let Some(len) = text[body..].find(close) else { return text.to_string() };
+    let Some(len) = text[body..].find(close) else {
+        return text.to_string();
+    };
     format!("{}{word}{}", &text[..body], &text[body + len..])
 }
 
@@ -178,24 +189,42 @@ mod tests {
             normalize(line),
             r#"connect(4, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr("127.0.0.1")}, 16) = 0"#
         );
-        assert_eq!(normalize("bind(3, {sin_port=htons(0)}, 16) = 0"), strace_line("bind(3, {sin_port=htons(0)}, 16)", "0"));
+        assert_eq!(
+            normalize("bind(3, {sin_port=htons(0)}, 16) = 0"),
+            strace_line("bind(3, {sin_port=htons(0)}, 16)", "0")
+        );
         assert_eq!(
             normalize("recvfrom(5, 0x7ffd9a1c65a0, 64, 0, NULL, NULL) = -1 EAGAIN (Resource temporarily unavailable)"),
-            strace_line("recvfrom(5, 0xADDR, 64, 0, NULL, NULL)", "-1 EAGAIN (Resource temporarily unavailable)")
+            strace_line(
+                "recvfrom(5, 0xADDR, 64, 0, NULL, NULL)",
+                "-1 EAGAIN (Resource temporarily unavailable)"
+            )
         );
-        assert!(normalize("pselect6(4, [3], NULL, NULL, {tv_sec=1, tv_nsec=0}, NULL) = 1 (in [3], left {tv_sec=0, tv_nsec=99})")
-            .ends_with("left {…})"));
-        assert_eq!(normalize("» listening on 127.0.0.1:7000"), "» listening on 127.0.0.1:PORT");
+        assert!(
+            normalize(
+                "pselect6(4, [3], NULL, NULL, {tv_sec=1, tv_nsec=0}, NULL) = 1 (in [3], left {tv_sec=0, tv_nsec=99})"
+            )
+            .ends_with("left {…})")
+        );
+        assert_eq!(
+            normalize("» listening on 127.0.0.1:7000"),
+            "» listening on 127.0.0.1:PORT"
+        );
         assert_eq!(normalize("» ~ spun 1234 times in 5.2 ms"), "» ~ spun N times in N ms");
-        assert_eq!(normalize("wait4(4242, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 4242"),
-            "wait4(PID, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = PID");
+        assert_eq!(
+            normalize("wait4(4242, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = 4242"),
+            "wait4(PID, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = PID"
+        );
     }
 
     #[test]
     fn groups_by_actor_with_notes() {
         let trace = "server    listen(3, 128) = 0\n          # note\nclient#1  socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 4\nserver    » hi\n";
         let groups = by_actor(trace);
-        assert_eq!(groups["server"], vec![strace_line("listen(3, 128)", "0"), "# note".into(), "» hi".into()]);
+        assert_eq!(
+            groups["server"],
+            vec![strace_line("listen(3, 128)", "0"), "# note".into(), "» hi".into()]
+        );
         assert_eq!(groups["client#1"].len(), 1);
     }
 }

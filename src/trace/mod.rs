@@ -104,10 +104,18 @@ pub fn enter_filling(name: &'static str, args: impl FnOnce() -> Vec<String>) -> 
 fn start(name: &'static str, args: impl FnOnce() -> Vec<String>, filling: bool) -> Call {
     let started = Instant::now();
     if mode() == Mode::Off {
-        return Call { name, id: None, started };
+        return Call {
+            name,
+            id: None,
+            started,
+        };
     }
     let id = sink::begin(name, args().join(", "), filling, started);
-    Call { name, id: Some(id), started }
+    Call {
+        name,
+        id: Some(id),
+        started,
+    }
 }
 
 impl Call {

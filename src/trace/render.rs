@@ -53,7 +53,11 @@ pub fn buffer_out<T>(buf: &[u8], result: &nix::Result<T>, filled: impl Fn(&T) ->
 
 /// A pointer the kernel did not fill (or strace does not decode), printed as its address.
 pub fn pointer<T>(ptr: *const T) -> String {
-    if ptr.is_null() { "NULL".into() } else { format!("{ptr:p}") }
+    if ptr.is_null() {
+        "NULL".into()
+    } else {
+        format!("{ptr:p}")
+    }
 }
 
 /// A call's result: the value, or `-1 ENAME (strerror text)`.
@@ -197,14 +201,20 @@ fn sockaddr_storage(addr: &SockaddrStorage) -> String {
         )
     } else if let Some(unix) = addr.as_unix_addr() {
         if let Some(path) = unix.path() {
-            format!("{{sa_family=AF_UNIX, sun_path={}}}", quote_path(path.as_os_str().as_encoded_bytes()))
+            format!(
+                "{{sa_family=AF_UNIX, sun_path={}}}",
+                quote_path(path.as_os_str().as_encoded_bytes())
+            )
         } else if let Some(name) = unix.as_abstract() {
             format!("{{sa_family=AF_UNIX, sun_path=@{}}}", quote_path(name))
         } else {
             "{sa_family=AF_UNIX}".into()
         }
     } else {
-        format!("{{sa_family={}}}", constant(addr.family().map_or(0, |f| f as i64), ADDRESS_FAMILIES))
+        format!(
+            "{{sa_family={}}}",
+            constant(addr.family().map_or(0, |f| f as i64), ADDRESS_FAMILIES)
+        )
     }
 }
 
@@ -227,7 +237,11 @@ fn quote_path(bytes: &[u8]) -> String {
 
 /// A value-result length: `[16]` when unchanged, `[128 => 16]` when the kernel changed it.
 pub fn length_in_out(before: u32, after: u32) -> String {
-    if before == after { format!("[{before}]") } else { format!("[{before} => {after}]") }
+    if before == after {
+        format!("[{before}]")
+    } else {
+        format!("[{before} => {after}]")
+    }
 }
 
 /// An fd_set as strace prints it: the members separated by spaces, `[3 4]`.
@@ -273,7 +287,10 @@ mod tests {
             sockaddr(&v6),
             r#"{sa_family=AF_INET6, sin6_port=htons(9999), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}"#
         );
-        assert_eq!(socket_type(libc::SOCK_STREAM | libc::SOCK_CLOEXEC), "SOCK_STREAM|SOCK_CLOEXEC");
+        assert_eq!(
+            socket_type(libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
+            "SOCK_STREAM|SOCK_CLOEXEC"
+        );
         assert_eq!(flags(0, MSG_FLAGS), "0");
         assert_eq!(flags(libc::MSG_NOSIGNAL as i64, MSG_FLAGS), "MSG_NOSIGNAL");
         assert_eq!(error(Errno::EAGAIN), "-1 EAGAIN (Resource temporarily unavailable)");

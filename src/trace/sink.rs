@@ -183,7 +183,16 @@ pub fn begin(name: &'static str, entry: String, filling: bool, started: Instant)
     let mut st = state();
     st.next_id += 1;
     let id = st.next_id;
-    st.running.push(Running { id, tid, actor, name, entry, filling, started, announced: false });
+    st.running.push(Running {
+        id,
+        tid,
+        actor,
+        name,
+        entry,
+        filling,
+        started,
+        announced: false,
+    });
     if mode() == Mode::Human {
         match &st.watchdog {
             Some(thread) => thread.unpark(),
@@ -213,13 +222,18 @@ pub struct Finish {
 pub fn end(finish: Finish) {
     let tid = super::tid();
     let mut st = state();
-    let Some(index) = st.running.iter().position(|r| r.id == finish.id) else { return };
+    let Some(index) = st.running.iter().position(|r| r.id == finish.id) else {
+        return;
+    };
     let call = st.running.remove(index);
     announce_others(&mut st, tid);
     let note = finish.explained.clone().or_else(|| {
         let key = (call.actor.clone(), finish.name, finish.errno.map(|e| e as i32));
         let first = st.noted.insert(key);
-        first.then(|| notes::lookup(finish.name, finish.errno)).flatten().map(String::from)
+        first
+            .then(|| notes::lookup(finish.name, finish.errno))
+            .flatten()
+            .map(String::from)
     });
     st.seq += 1;
     let seq = st.seq;
@@ -236,7 +250,11 @@ pub fn end(finish: Finish) {
             } else {
                 line
             };
-            let at = if call.announced { call.started + finish.elapsed } else { call.started };
+            let at = if call.announced {
+                call.started + finish.elapsed
+            } else {
+                call.started
+            };
             human_record(at, &call.actor, &body, &finish, note.as_deref())
         }
     };
@@ -266,7 +284,14 @@ pub fn narrate(text: &str, measured: bool) {
         Mode::Human => {
             let stamp = format!("+{:.6}", since_start(Instant::now()).as_secs_f64());
             text.lines()
-                .map(|l| format!("{} {}{}\n", paint("2", &stamp), paint_actor(&actor), paint("1", &format!("» {l}"))))
+                .map(|l| {
+                    format!(
+                        "{} {}{}\n",
+                        paint("2", &stamp),
+                        paint_actor(&actor),
+                        paint("1", &format!("» {l}"))
+                    )
+                })
                 .collect()
         }
     };
@@ -288,7 +313,11 @@ fn announce_others(st: &mut State, my_tid: i32) {
 }
 
 fn unfinished_line(call: &Running) -> String {
-    let separator = if call.filling && !call.entry.is_empty() { ", " } else { "" };
+    let separator = if call.filling && !call.entry.is_empty() {
+        ", "
+    } else {
+        ""
+    };
     let body = format!("{}({}{separator} <unfinished ...>", call.name, call.entry);
     let stamp = format!("+{:.6}", since_start(call.started).as_secs_f64());
     format!("{} {}{}\n", paint("2", &stamp), paint_actor(&call.actor), body)
@@ -318,7 +347,11 @@ fn watchdog() {
             return;
         }
         let mut text = String::new();
-        for call in st.running.iter_mut().filter(|c| !c.announced && c.started.elapsed() >= ANNOUNCE_AFTER) {
+        for call in st
+            .running
+            .iter_mut()
+            .filter(|c| !c.announced && c.started.elapsed() >= ANNOUNCE_AFTER)
+        {
             call.announced = true;
             text.push_str(&unfinished_line(call));
         }
@@ -370,7 +403,9 @@ fn human_record(at: Instant, actor: &str, body: &str, finish: &Finish, note: Opt
 }
 
 fn json_record(seq: u64, call: &Running, line: &str, finish: &Finish, note: Option<&str>) -> String {
-    let errno = finish.errno.map_or("null".to_string(), |e| json_string(&format!("{e:?}")));
+    let errno = finish
+        .errno
+        .map_or("null".to_string(), |e| json_string(&format!("{e:?}")));
     format!(
         "{{\"seq\":{seq},\"t\":{:.6},\"pid\":{},\"tid\":{},\"actor\":{},\"syscall\":{},\"line\":{},\"ret\":{},\"errno\":{errno},\"note\":{},\"blocked_us\":{}}}\n",
         since_start(call.started).as_secs_f64(),
@@ -422,7 +457,11 @@ fn colour_on() -> bool {
 }
 
 fn paint(code: &str, text: &str) -> String {
-    if colour_on() { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    if colour_on() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// Each actor keeps one colour; the column is 10 wide so calls line up.
@@ -452,7 +491,10 @@ mod tests {
 
     #[test]
     fn lines_put_the_result_at_column_40() {
-        assert_eq!(strace_line("listen(3, 128)", "0"), format!("listen(3, 128){} = 0", " ".repeat(25)));
+        assert_eq!(
+            strace_line("listen(3, 128)", "0"),
+            format!("listen(3, 128){} = 0", " ".repeat(25))
+        );
         let long = "x".repeat(45);
         assert_eq!(strace_line(&long, "0"), format!("{long} = 0"));
     }

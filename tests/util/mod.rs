@@ -11,13 +11,20 @@ use std::time::{Duration, Instant};
 /// target/debug (or release): the parent of the `deps` folder this test binary runs from.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// The built program for lesson `number` (`cargo test` builds every example).
 pub fn lesson_program(number: u8) -> PathBuf {
     let path = target_dir().join("examples").join(format!("lesson-{number:02}"));
-    assert!(path.exists(), "{} is not built: run `cargo build --examples` (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --examples` (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -28,7 +35,10 @@ pub fn root() -> PathBuf {
 
 /// Runs `command` to the end, or kills it (by its own PID) after `limit`.
 pub fn run_with_deadline(mut command: Command, limit: Duration) -> Output {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = command.spawn().expect("starting the program");
     wait_with_deadline(child, limit)
 }
@@ -52,7 +62,11 @@ pub fn wait_with_deadline(mut child: Child, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 fn read_all(stream: Option<&mut impl Read>) -> Vec<u8> {
@@ -71,10 +85,16 @@ pub fn free_port() -> u16 {
 
 /// Whether a command exists on this machine; `make deps` installs strace, socat and nc.
 pub fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Panics with the install hint when a real peer is missing: these tests must not pass silently.
 pub fn require(program: &str) {
-    assert!(have(program), "{program} is not installed: run `make deps` (it installs strace, socat, netcat-openbsd)");
+    assert!(
+        have(program),
+        "{program} is not installed: run `make deps` (it installs strace, socat, netcat-openbsd)"
+    );
 }
