@@ -2,9 +2,11 @@
 //!
 //! - [`trace`]: every call recorded and printed as strace prints it, with a note;
 //! - [`sys`]: the traced wrappers over nix that lessons call;
+//! - [`chat`]: the chat room with no I/O in it, which every event loop drives;
 //! - [`lessons`]: the lesson table, and what every lesson's command line accepts.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod chat;
 pub mod lessons;
 pub mod sys;
 pub mod trace;
