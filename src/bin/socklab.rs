@@ -1,16 +1,77 @@
-//! The socklab command: the lesson list, and (as the curriculum grows) servers and clients.
+//! The socklab command: the lesson list, trace normalising, and the chat room's server and client.
 
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 
+use socklab::chat::{self, Room};
 use socklab::lessons::LESSONS;
-use socklab::trace::expected;
+use socklab::serve::{self, Options, client::Ending};
+use socklab::trace::{self, Mode, expected};
 
 const HELP: &str = "usage:
   socklab lessons      list the lessons (run one with `make lesson-N`)
-  socklab normalize    read a plain trace (SOCKLAB_TRACE=plain) on stdin, print it as expected.trace holds it";
+  socklab normalize    read a plain trace (SOCKLAB_TRACE=plain) on stdin, print it as expected.trace holds it
+  socklab chat-server [--mux select] [--port P] [--bind ADDR] [--trace MODE]
+                       the chat room (seed 003's Server) on 127.0.0.1:33333 unless told otherwise;
+                       --mux picks the event loop (select); the trace goes to stdout, human unless
+                       --trace or SOCKLAB_TRACE say otherwise; Ctrl-C stops it
+  socklab chat-client [--port P] [--host ADDR] [--trace MODE]
+                       talk in the room: each line you type is said, `exit` or Ctrl-D leaves;
+                       its trace is off unless --trace is given (SOCKLAB_TRACE is ignored), so
+                       the room's lines stay readable
+  MODE is human, json, plain or off";
+
+/// The event loops `chat-server --mux` can drive the room with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mux {
+    Select,
+}
+
+impl Mux {
+    const ALL: &[Mux] = &[Mux::Select];
+
+    /// The word `--mux` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Mux::Select => "select",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Mux, String> {
+        Mux::ALL.iter().copied().find(|mux| mux.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = Mux::ALL.iter().map(|mux| mux.name()).collect();
+            format!(
+                "--mux {text:?} is not an event loop socklab has; choose from: {}",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+/// A chat command's options.
+struct Settings {
+    mux: Mux,
+    port: u16,
+    host: IpAddr,
+    trace: Option<Mode>,
+}
+
+/// How a command failed: a bad argument (exit status 2) or a failed run (exit status 1).
+enum Failure {
+    Usage(String),
+    Run(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Run(message)
+    }
+}
 
 fn main() {
     let words: Vec<String> = std::env::args().skip(1).collect();
+    let rest = words.get(1..).unwrap_or_default();
     match words.first().map(String::as_str) {
         Some("lessons") => {
             for lesson in LESSONS {
@@ -28,10 +89,107 @@ fn main() {
             }
             print!("{}", expected::normalize_trace(&trace));
         }
+        Some("chat-server") => finish("chat-server", chat_server(rest)),
+        Some("chat-client") => finish("chat-client", chat_client(rest)),
         Some("-h" | "--help" | "help") | None => println!("{HELP}"),
         Some(other) => {
             eprintln!("socklab: unknown command {other:?}\n{HELP}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Turns a failure into one line on stderr and its exit status.
+fn finish(command: &str, outcome: Result<(), Failure>) {
+    match outcome {
+        Ok(()) => {}
+        Err(Failure::Usage(message)) => {
+            eprintln!("socklab {command}: {message}");
+            std::process::exit(2);
+        }
+        Err(Failure::Run(message)) => {
+            eprintln!("socklab {command}: {message}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Reads `--flag value` pairs; only the flags in `allowed` are accepted.
+fn parse(words: &[String], allowed: &[&str]) -> Result<Settings, Failure> {
+    let mut settings = Settings {
+        mux: Mux::Select,
+        port: serve::DEFAULT_PORT,
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        trace: None,
+    };
+    let mut words = words.iter();
+    while let Some(flag) = words.next() {
+        if matches!(flag.as_str(), "-h" | "--help") {
+            println!("{HELP}");
+            std::process::exit(0);
+        }
+        if !allowed.contains(&flag.as_str()) {
+            let allowed = allowed.join(", ");
+            return Err(Failure::Usage(format!("unknown option {flag:?}; it takes {allowed}")));
+        }
+        let value = words
+            .next()
+            .ok_or_else(|| Failure::Usage(format!("{flag} needs a value")))?;
+        let bad = |what: &str| Failure::Usage(format!("{flag} {value:?} is not {what}"));
+        match flag.as_str() {
+            "--port" => settings.port = value.parse().map_err(|_| bad("a port number (0 to 65535)"))?,
+            "--bind" | "--host" => settings.host = value.parse().map_err(|_| bad("an IP address"))?,
+            "--mux" => settings.mux = Mux::parse(value).map_err(Failure::Usage)?,
+            _ => settings.trace = Some(value.parse().map_err(Failure::Usage)?),
+        }
+    }
+    Ok(settings)
+}
+
+/// `socklab chat-server`: binds, says where on stderr, and serves until killed.
+fn chat_server(words: &[String]) -> Result<(), Failure> {
+    let settings = parse(words, &["--mux", "--port", "--bind", "--trace"])?;
+    if let Some(mode) = settings.trace {
+        trace::set_mode(mode);
+    }
+    trace::set_actor("server");
+    let listener = serve::listen(SocketAddr::new(settings.host, settings.port))?;
+    let local = serve::local_addr(&listener)?;
+    let name = settings.mux.name();
+    let host = if local.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        String::new()
+    } else {
+        format!("--host {} ", local.ip())
+    };
+    eprintln!(
+        "socklab chat-server: the room listens on {local} ({name}); try `socklab chat-client {host}--port {port}` \
+         or `nc {ip} {port}`; Ctrl-C stops it",
+        port = local.port(),
+        ip = local.ip()
+    );
+    let room = Room::new(chat::utc_clock);
+    match settings.mux {
+        Mux::Select => serve::select::serve(&listener, room, &Options::default())?,
+    };
+    Ok(())
+}
+
+/// `socklab chat-client`: the room's lines on stdout, what you type sent line by line.
+fn chat_client(words: &[String]) -> Result<(), Failure> {
+    let settings = parse(words, &["--port", "--host", "--trace"])?;
+    trace::set_mode(settings.trace.unwrap_or(Mode::Off));
+    trace::set_actor("client");
+    let server = SocketAddr::new(settings.host, settings.port);
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    match serve::client::run(server, stdin.as_fd(), stdout.as_fd())? {
+        Ending::Left => Ok(()),
+        Ending::LeftUnanswered => {
+            eprintln!(
+                "socklab chat-client: the server did not close the connection after we left; closed it ourselves"
+            );
+            Ok(())
+        }
+        Ending::ServerClosed => Err(Failure::Run("the server closed the connection".into())),
     }
 }

@@ -79,7 +79,7 @@ pub const NOTES: &[Note] = &[
     ),
     note(
         "close",
-        "the descriptor is freed; for the last one on a TCP socket the kernel sends FIN",
+        "the descriptor is freed; closing the last one of a connected TCP socket sends FIN",
     ),
     on_error("close", Errno::EBADF, "that number is not an open descriptor"),
     note(

@@ -1,0 +1,280 @@
+//! Event loops that drive the chat room: they own the sockets and move the bytes; the room
+//! ([`crate::chat`]) decides what the bytes mean.
+//!
+//! - `select`: the room on select(2), as seed 003's `Server.run` does it (lesson 11);
+//! - `client`: the chat client, which watches stdin and its socket with one select.
+//!
+//! Every loop does the same four things, so they live here for poll and epoll to share:
+//! [`listen`] makes a non-blocking listener; [`Chat::accept`] takes the connections that wait;
+//! [`Chat::read`] hands a client's bytes to the room; [`Chat::flush`] writes what the room
+//! queued for a client. A loop only decides *when* each of them is worth calling.
+//!
+//! A client's id in the room is its descriptor number: unique while the client is connected,
+//! and the number a learner sees in the trace. The kernel reuses a number once it is closed,
+//! and so may the room ([`crate::chat::ClientId`]).
+
+pub mod client;
+pub mod select;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt};
+
+use crate::chat::{ClientId, Room};
+use crate::lessons::Context;
+use crate::sys::{self, Errno};
+use crate::trace;
+
+/// The seed's port: `Server(host, port=33333)`.
+pub const DEFAULT_PORT: u16 = 33333;
+
+/// Finished handshakes the kernel may hold for us between two accepts: a room can see a
+/// burst of arrivals, and the seed's `listen(10)` would turn the eleventh away.
+pub const BACKLOG: i32 = 128;
+
+/// Bytes asked for in one recv: a few full chat lines.
+const READ_SIZE: usize = 4096;
+
+/// At most this many accepts, recvs or sends for one socket per wake-up, so a client that
+/// sends without pause (or a flood of arrivals) cannot keep the loop from everyone else.
+/// A level-triggered loop simply comes back for the rest; see [`Progress`].
+pub const CALLS_PER_WAKE: usize = 16;
+
+/// When a loop stops. The command line runs until Ctrl-C; tests and demos set a bound.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The longest one wait may block (the seed's `g_select_timeout = 10`).
+    pub tick: Duration,
+    /// Stop after this many waits.
+    pub max_iterations: Option<u64>,
+    /// Stop once the room is empty again after at least one client came and went.
+    pub until_empty: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            tick: Duration::from_secs(10),
+            max_iterations: None,
+            until_empty: false,
+        }
+    }
+}
+
+impl Options {
+    /// Whether a loop that has waited `iterations` times should stop now.
+    pub fn done(&self, iterations: u64, chat: &Chat) -> bool {
+        self.max_iterations.is_some_and(|most| iterations >= most)
+            || (self.until_empty && chat.served() > 0 && chat.is_empty())
+    }
+}
+
+/// What a loop did, for a demo to report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// How many times it waited.
+    pub iterations: u64,
+    /// How many clients it let in.
+    pub served: u64,
+}
+
+/// Whether a call went as far as the kernel's `EAGAIN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing is left to do until the descriptor is ready again.
+    Drained,
+    /// It stopped at [`CALLS_PER_WAKE`] with work left. A level-triggered wait reports the
+    /// descriptor again; an edge-triggered loop must call again itself.
+    More,
+}
+
+/// `socket`, `setsockopt(SO_REUSEADDR)`, `bind`, `listen`: a non-blocking listener, so that an
+/// accept never blocks the loop even if the client that made it readable has gone.
+///
+/// # Errors
+/// One line naming the call that failed: `bind 127.0.0.1:33333: EADDRINUSE: Address already in use`.
+pub fn listen(addr: SocketAddr) -> Result<OwnedFd, String> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let listener = sys::socket(family, SockType::Stream, flags, SockProtocol::Tcp).context("socket")?;
+    // The seed sets it too: a restarted server can bind while old connections sit in TIME_WAIT.
+    sys::setsockopt(&listener, sockopt::ReuseAddr, &true).context("setsockopt SO_REUSEADDR")?;
+    sys::bind(&listener, addr).context(format!("bind {addr}"))?;
+    sys::listen(&listener, BACKLOG).context("listen")?;
+    Ok(listener)
+}
+
+/// The address a socket is bound to: after port 0, which port the kernel chose.
+///
+/// # Errors
+/// When getsockname fails or the socket is not IPv4 or IPv6.
+pub fn local_addr(socket: impl AsFd) -> Result<SocketAddr, String> {
+    let name = sys::getsockname(socket).context("getsockname")?;
+    inet_addr(&name).ok_or_else(|| "getsockname: not an IPv4 or IPv6 address".to_string())
+}
+
+fn inet_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(SocketAddr::from(*v4))
+    } else {
+        addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+    }
+}
+
+/// The room and the sockets of the people in it. Every method leaves the two in step: when
+/// the room lets a client go, its socket is closed before the method returns.
+pub struct Chat {
+    room: Room,
+    sockets: BTreeMap<ClientId, OwnedFd>,
+    served: u64,
+}
+
+/// A client's id: its descriptor number.
+fn id_of(socket: &OwnedFd) -> ClientId {
+    socket.as_raw_fd() as ClientId
+}
+
+impl Chat {
+    pub fn new(room: Room) -> Chat {
+        Chat {
+            room,
+            sockets: BTreeMap::new(),
+            served: 0,
+        }
+    }
+
+    /// Every connected client and its socket, in id order.
+    pub fn sockets(&self) -> impl Iterator<Item = (ClientId, BorrowedFd<'_>)> {
+        self.sockets.iter().map(|(&id, socket)| (id, socket.as_fd()))
+    }
+
+    /// True only while output waits for the client: the only time to ask for writability.
+    pub fn wants_write(&self, id: ClientId) -> bool {
+        self.room.wants_write(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// How many clients have been let in so far.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// The listener is readable: accept4 until `EAGAIN`. Each new socket is non-blocking from
+    /// birth (`SOCK_NONBLOCK`; Linux does not copy O_NONBLOCK from the listener) and must pass
+    /// `admit`, else it is told why and closed (select cannot watch descriptor 1024 or above).
+    pub fn accept(&mut self, listener: impl AsFd, admit: impl Fn(BorrowedFd<'_>) -> Result<(), String>) -> Progress {
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        for _ in 0..CALLS_PER_WAKE {
+            let (socket, peer) = match sys::accept4(&listener, flags) {
+                Ok(accepted) => accepted,
+                Err(Errno::EAGAIN) => return Progress::Drained,
+                // The client gave up between its handshake and our accept, or a signal came.
+                Err(Errno::ECONNABORTED | Errno::EINTR) => continue,
+                Err(error) => {
+                    // EMFILE and friends: the connection stays queued until a descriptor is free.
+                    trace::say(format!("accept4 failed ({error}); the connection waits in the backlog"));
+                    return Progress::Drained;
+                }
+            };
+            let peer = inet_addr(&peer).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            if let Err(reason) = admit(socket.as_fd()) {
+                refuse(socket, peer, &reason);
+                continue;
+            }
+            let id = id_of(&socket);
+            trace::say(format!("{peer} is client {id} (its descriptor number)"));
+            self.sockets.insert(id, socket);
+            self.served += 1;
+            self.room.join(id, peer);
+            self.close_departed();
+        }
+        Progress::More
+    }
+
+    /// The client's socket is readable: recv until `EAGAIN`, handing every byte to the room.
+    /// 0 bytes is end-of-file; an error (`ECONNRESET`: the peer reset) is a failed client.
+    pub fn read(&mut self, id: ClientId) -> Progress {
+        let mut buf = [0u8; READ_SIZE];
+        for _ in 0..CALLS_PER_WAKE {
+            let Some(socket) = self.sockets.get(&id) else {
+                return Progress::Drained; // it left while we read
+            };
+            match sys::recv(socket, &mut buf, MsgFlags::empty()) {
+                Ok(0) => self.room.eof(id),
+                Ok(n) => self.room.received(id, &buf[..n]),
+                Err(Errno::EAGAIN) => return Progress::Drained,
+                Err(Errno::EINTR) => continue,
+                Err(_) => self.room.failed(id),
+            }
+            self.close_departed();
+        }
+        Progress::More
+    }
+
+    /// The client's socket is writable: send what the room holds for it until the queue is
+    /// empty or the kernel's send buffer is full (`EAGAIN`: wait until writable again).
+    /// `MSG_NOSIGNAL`: a peer that has gone gives `EPIPE`, not a SIGPIPE that kills the server.
+    pub fn flush(&mut self, id: ClientId) -> Progress {
+        for _ in 0..CALLS_PER_WAKE {
+            let Some(socket) = self.sockets.get(&id) else {
+                return Progress::Drained;
+            };
+            let pending = self.room.pending(id);
+            if pending.is_empty() {
+                return Progress::Drained;
+            }
+            match sys::send(socket, pending, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => self.room.wrote(id, n),
+                Err(Errno::EAGAIN) => return Progress::Drained,
+                Err(Errno::EINTR) => continue,
+                Err(_) => self.room.failed(id),
+            }
+            self.close_departed();
+        }
+        Progress::More
+    }
+
+    /// The loop saw trouble on the client's socket that no recv or send reported: it goes.
+    pub fn fail(&mut self, id: ClientId, why: &str) {
+        if self.sockets.contains_key(&id) {
+            trace::say(format!("client {id}: {why}"));
+            self.room.failed(id);
+            self.close_departed();
+        }
+    }
+
+    /// Closes every client's socket: the loop is stopping. Queued output is lost.
+    pub fn close_all(&mut self) {
+        for (_, socket) in std::mem::take(&mut self.sockets) {
+            let _ = sys::close(socket);
+        }
+    }
+
+    /// Closes the sockets of the clients the room has let go.
+    fn close_departed(&mut self) {
+        for (id, why) in self.room.take_closes() {
+            if let Some(socket) = self.sockets.remove(&id) {
+                trace::say(format!("client {id} goes: {why}"));
+                let _ = sys::close(socket);
+            }
+        }
+    }
+}
+
+/// Tells a client it cannot be served, in one best-effort line, and closes it.
+fn refuse(socket: OwnedFd, peer: SocketAddr, reason: &str) {
+    trace::say(format!("refusing {peer}: {reason}"));
+    let line = format!("! sorry, the server cannot take you: {reason}\n");
+    let _ = sys::send(&socket, line.as_bytes(), MsgFlags::MSG_NOSIGNAL);
+    let _ = sys::close(socket);
+}

@@ -1,0 +1,696 @@
+//! The chat room's test suite, run against `socklab chat-server --mux MUX` with real peers:
+//! nc, socat, Python's `socket`, std's TcpStream and `socklab chat-client`.
+//!
+//! Each event loop's file (`tests/chat_select.rs`, later `chat_poll.rs`, `chat_epoll.rs`) says
+//! `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets every test below: the
+//! same room must behave the same under every loop. That includes urgent (MSG_OOB) data:
+//! select sees it in the exceptional set and drops the sender, so poll and epoll loops must
+//! watch POLLPRI / EPOLLPRI and do the same.
+//!
+//! Every wait is bounded ([`WAIT`]), every server and peer process is killed by its own PID
+//! when its guard is dropped, everything is on 127.0.0.1, and nothing is timed.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::util;
+
+/// The longest any one expectation waits (a line, a close, a process ending).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Expands to one `#[test]` per case of the suite, each run against the loop named `$mux`.
+#[macro_export]
+macro_rules! chat_suite {
+    ($mux:literal) => {
+        $crate::chat_suite!(
+            $mux;
+            three_real_peers_hear_each_other,
+            a_reader_that_never_reads_is_dropped_and_nobody_misses_a_line,
+            a_line_over_the_limit_is_refused_and_its_sender_stays,
+            exit_leaves_and_the_others_are_told,
+            end_of_file_leaves_and_the_others_are_told,
+            a_reset_in_mid_line_drops_only_that_client,
+            control_characters_and_bad_utf8_arrive_harmless,
+            urgent_data_drops_its_sender,
+            the_chat_client_talks_and_leaves_with_exit,
+            the_chat_client_leaves_at_end_of_input,
+            the_chat_client_says_when_the_server_goes,
+        );
+    };
+    ($mux:literal; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                chat::$case($mux);
+            }
+        )+
+    };
+}
+
+/// The `socklab` program `cargo test` built next to this test.
+pub fn socklab() -> std::path::PathBuf {
+    let path = util::target_dir().join("socklab");
+    assert!(path.exists(), "{} is not built: run `cargo build`", path.display());
+    path
+}
+
+/// A running `socklab chat-server`, killed (by its PID) when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// `socklab chat-server --mux MUX --port 0 --trace off`: the kernel picks the port, and
+    /// the server's first line on stderr says which.
+    pub fn start(mux: &str) -> Server {
+        let mut command = Command::new(socklab());
+        command.args(["chat-server", "--mux", mux, "--port", "0", "--trace", "off"]);
+        Server::start_command(command)
+    }
+
+    /// Starts a command that ends up running a chat server (through a wrapper, say).
+    pub fn start_command(mut command: Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting socklab chat-server");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (first_tx, first_rx) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().expect("its stderr"));
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let _ = first_tx.send(line.clone());
+                collected.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let first = first_rx.recv_timeout(WAIT);
+        let port = first.as_deref().ok().and_then(listening_port);
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the chat server never said where it listens; stderr: {first:?}");
+        };
+        Server { child, port, stderr }
+    }
+
+    /// Panics unless the server is still running: one client's trouble must not end it.
+    pub fn assert_alive(&mut self) {
+        let status = self.child.try_wait().expect("asking about the server");
+        assert!(
+            status.is_none(),
+            "the server ended ({status:?}); stderr:\n{}",
+            self.stderr()
+        );
+        assert!(!self.stderr().contains("panicked"), "{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Stops it now (SIGKILL to its PID) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `... listens on 127.0.0.1:40123 (select); ...` gives 40123.
+fn listening_port(line: &str) -> Option<u16> {
+    let after = line.split("listens on ").nth(1)?;
+    let addr = after.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// What a peer heard.
+enum Heard {
+    Line(String),
+    /// Its connection (or the program's stdout) ended: "end of file", or the error.
+    Closed(String),
+}
+
+/// How a peer is driven.
+enum Kind {
+    Socket(TcpStream),
+    Program { child: Child, stderr: Arc<Mutex<String>> },
+}
+
+/// A participant in the room: lines typed in, lines heard out, with a transcript of all heard.
+pub struct Peer {
+    label: String,
+    /// Its name in the room (its address, from the welcome line).
+    pub name: String,
+    input: Option<Box<dyn Write + Send>>,
+    heard: Receiver<Heard>,
+    pub transcript: Vec<String>,
+    kind: Kind,
+}
+
+impl Peer {
+    /// A TcpStream peer, joined: its welcome line has arrived.
+    pub fn tcp(port: u16) -> Peer {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the chat server");
+        let reader = stream.try_clone().expect("cloning the stream");
+        let writer = stream.try_clone().expect("cloning the stream");
+        Peer::joined("tcp", Box::new(writer), reader, Kind::Socket(stream))
+    }
+
+    /// A program (nc, socat, python3, socklab chat-client) whose stdin is what it says and
+    /// whose stdout is what it hears; joined once its welcome line is out.
+    pub fn program(label: &str, mut command: Command) -> Peer {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {label}: {e}"));
+        let stdout = child.stdout.take().expect("its stdout");
+        let stdin: ChildStdin = child.stdin.take().expect("its stdin");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("its stderr");
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err_pipe.read_to_string(&mut text);
+            collected.lock().unwrap().push_str(&text);
+        });
+        Peer::joined(label, Box::new(stdin), stdout, Kind::Program { child, stderr })
+    }
+
+    fn joined(label: &str, input: Box<dyn Write + Send>, output: impl Read + Send + 'static, kind: Kind) -> Peer {
+        let (tx, heard) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut output = BufReader::new(output);
+            loop {
+                let mut line = Vec::new();
+                let ending = match output.read_until(b'\n', &mut line) {
+                    Ok(0) => "end of file".to_string(),
+                    Ok(_) if line.ends_with(b"\n") => {
+                        line.pop();
+                        let _ = tx.send(Heard::Line(String::from_utf8_lossy(&line).into_owned()));
+                        continue;
+                    }
+                    Ok(_) => "end of file in mid-line".to_string(),
+                    Err(error) => error.to_string(),
+                };
+                let _ = tx.send(Heard::Closed(ending));
+                return;
+            }
+        });
+        let mut peer = Peer {
+            label: label.to_string(),
+            name: String::new(),
+            input: Some(input),
+            heard,
+            transcript: Vec::new(),
+            kind,
+        };
+        let welcome = peer.expect("its welcome line", |line| {
+            said_text(line).is_some_and(|text| text.starts_with("* welcome, you are "))
+        });
+        let rest = said_text(&welcome).unwrap_or_default();
+        peer.name = rest["* welcome, you are ".len()..]
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        peer
+    }
+
+    /// Sends one line (the newline is added).
+    pub fn say(&mut self, text: &str) {
+        self.send_raw(format!("{text}\n").as_bytes());
+    }
+
+    /// Sends bytes exactly as given.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let input = self.input.as_mut().expect("its input is still open");
+        input.write_all(bytes).expect("sending to the peer");
+        input.flush().expect("flushing to the peer");
+    }
+
+    /// Ends what it says: closes a program's stdin, or half-closes a socket (SHUT_WR).
+    pub fn close_input(&mut self) {
+        self.input = None;
+        if let Kind::Socket(stream) = &self.kind {
+            stream.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) for a line that `wanted` accepts and returns it; the lines
+    /// before it are kept in the transcript too.
+    pub fn expect(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.heard.recv_timeout(left) {
+                Ok(Heard::Line(line)) => {
+                    self.transcript.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Ok(Heard::Closed(how)) => self.fail(&format!("waiting for {what}, its connection ended ({how})")),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("{what} did not come within {WAIT:?}"))
+                }
+            }
+        }
+    }
+
+    /// Waits for `HH:MM:SS WHO say: TEXT`.
+    pub fn expect_said(&mut self, who: &str, text: &str) -> String {
+        let want = format!("{who} say: {text}");
+        self.expect(&format!("{want:?}"), |line| said_text(line) == Some(want.as_str()))
+    }
+
+    /// Waits for the notice `HH:MM:SS * TEXT`.
+    pub fn expect_notice(&mut self, text: &str) -> String {
+        let want = format!("* {text}");
+        self.expect(&format!("{want:?}"), |line| said_text(line) == Some(want.as_str()))
+    }
+
+    /// Waits for the connection to end; returns how ("end of file", or the error).
+    pub fn expect_closed(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.heard.recv_timeout(left) {
+                Ok(Heard::Line(line)) => self.transcript.push(line),
+                Ok(Heard::Closed(how)) => return how,
+                Err(_) => self.fail(&format!("its connection did not end within {WAIT:?}")),
+            }
+        }
+    }
+
+    /// Waits for the program to exit; returns its status and stderr.
+    pub fn wait_exit(&mut self) -> (ExitStatus, String) {
+        let Kind::Program { child, stderr } = &mut self.kind else {
+            panic!("{} is not a program", self.label);
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for the peer") {
+                // Its stderr reader finishes once the pipe closes; give it the same bound.
+                let until = Instant::now() + WAIT;
+                while Arc::strong_count(stderr) > 1 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return (status, stderr.lock().unwrap().clone());
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("it did not exit within {WAIT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The lines it heard that `who` said.
+    pub fn said_by(&self, who: &str) -> Vec<String> {
+        let prefix = format!("{who} say: ");
+        self.transcript
+            .iter()
+            .filter_map(|line| said_text(line)?.strip_prefix(&prefix).map(String::from))
+            .collect()
+    }
+
+    fn fail(&self, problem: &str) -> ! {
+        panic!(
+            "{} ({}): {problem}; it heard:\n{}",
+            self.label,
+            self.name,
+            self.transcript.join("\n")
+        );
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.input = None;
+        match &mut self.kind {
+            // Ends the reader thread's blocking read too.
+            Kind::Socket(stream) => {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Kind::Program { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// The text after the `HH:MM:SS ` stamp, if the line has one.
+pub fn said_text(line: &str) -> Option<&str> {
+    let bytes = line.as_bytes();
+    let stamped = bytes.len() > 9
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| bytes[i].is_ascii_digit())
+        && bytes[2] == b':'
+        && bytes[5] == b':'
+        && bytes[8] == b' ';
+    stamped.then(|| &line[9..])
+}
+
+/// A Python peer that relays stdin to the socket and the socket to stdout, and half-closes
+/// (SHUT_WR) at the end of its stdin.
+fn python_relay(port: u16) -> Command {
+    let script = format!(
+        "import socket, sys, threading\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         def relay():\n\
+         \x20   for line in sys.stdin.buffer:\n\
+         \x20       s.sendall(line)\n\
+         \x20   s.shutdown(socket.SHUT_WR)\n\
+         threading.Thread(target=relay, daemon=True).start()\n\
+         while True:\n\
+         \x20   data = s.recv(4096)\n\
+         \x20   if not data:\n\
+         \x20       break\n\
+         \x20   sys.stdout.buffer.write(data)\n\
+         \x20   sys.stdout.buffer.flush()\n"
+    );
+    let mut command = Command::new("python3");
+    command.args(["-u", "-c", &script]);
+    command
+}
+
+/// A Python peer that prints its welcome line, then does `action` (Python statements using
+/// the connected socket `s`) and exits.
+fn python_once(port: u16, action: &str) -> Command {
+    let script = format!(
+        "import socket, struct\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         f = s.makefile('rb')\n\
+         print(f.readline().decode().rstrip('\\n'), flush=True)\n\
+         {action}\n"
+    );
+    let mut command = Command::new("python3");
+    command.args(["-u", "-c", &script]);
+    command
+}
+
+fn socklab_client(port: u16) -> Command {
+    let mut command = Command::new(socklab());
+    command.args(["chat-client", "--port", &port.to_string()]);
+    command
+}
+
+/// nc, socat and Python's socket, all in the room at once: each hears the others' lines in
+/// the seed's format, never its own, and hears who joined and who left.
+pub fn three_real_peers_hear_each_other(mux: &str) {
+    for program in ["nc", "socat", "python3"] {
+        util::require(program);
+    }
+    let mut server = Server::start(mux);
+    let port = server.port;
+    let mut nc_command = Command::new("nc");
+    nc_command.args(["127.0.0.1", &port.to_string()]);
+    let mut nc = Peer::program("nc", nc_command);
+    let mut socat_command = Command::new("socat");
+    socat_command.args(["-", &format!("TCP:127.0.0.1:{port}")]);
+    let mut socat = Peer::program("socat", socat_command);
+    nc.expect_notice(&format!("{} joined", socat.name));
+    let mut python = Peer::program("python", python_relay(port));
+    nc.expect_notice(&format!("{} joined", python.name));
+    socat.expect_notice(&format!("{} joined", python.name));
+
+    nc.say("hello from nc");
+    for other in [&mut socat, &mut python] {
+        other.expect_said(&nc.name, "hello from nc");
+    }
+    socat.say("hello from socat");
+    for other in [&mut nc, &mut python] {
+        other.expect_said(&socat.name, "hello from socat");
+    }
+    python.say("hello from python, \u{4f60}\u{597d}");
+    for other in [&mut nc, &mut socat] {
+        other.expect_said(&python.name, "hello from python, \u{4f60}\u{597d}");
+    }
+    nc.say("exit");
+    socat.expect_notice(&format!("{} left (exit)", nc.name));
+    python.expect_notice(&format!("{} left (exit)", nc.name));
+    // Had anyone's own line come back, it would have come before the last line each heard.
+    for peer in [&nc, &socat, &python] {
+        assert!(
+            peer.said_by(&peer.name).is_empty(),
+            "{} heard itself: {:?}",
+            peer.label,
+            peer.transcript
+        );
+    }
+    python.close_input();
+    socat.expect_notice(&format!("{} left (end of file)", python.name));
+    assert_eq!(python.expect_closed(), "end of file");
+    server.assert_alive();
+}
+
+/// A client that never reads fills its kernel buffers, then its queue in the room, and is
+/// dropped as too slow; meanwhile the others receive every line, in order.
+pub fn a_reader_that_never_reads_is_dropped_and_nobody_misses_a_line(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut observer = Peer::tcp(server.port);
+    let mut talker = Peer::tcp(server.port);
+    observer.expect_notice(&format!("{} joined", talker.name));
+    let sleeper = never_reading_client(server.port);
+    let sleeper_name = sleeper.local_addr().expect("its address").to_string();
+    observer.expect_notice(&format!("{sleeper_name} joined"));
+
+    // Sent in batches that the observer must hear before the next: it never falls behind, so
+    // only the sleeper's queue grows. The kernel takes its share first (here about 2 MB in the
+    // server's send buffer, which Linux grows up to tcp_wmem's 4 MB); the bound is far past both.
+    let dropped = format!("* {sleeper_name} left (too slow)");
+    let filler = "x".repeat(socklab::chat::MAX_LINE - 20);
+    let most = (16 << 20) / filler.len();
+    let mut sent = 0;
+    while !observer
+        .transcript
+        .iter()
+        .any(|line| said_text(line) == Some(dropped.as_str()))
+    {
+        assert!(sent < most, "the sleeper was not dropped after {sent} lines");
+        let batch: Vec<String> = (sent..sent + 32).map(|i| format!("{i:06} {filler}")).collect();
+        talker.send_raw(batch.iter().map(|l| format!("{l}\n")).collect::<String>().as_bytes());
+        for line in &batch {
+            observer.expect_said(&talker.name, line);
+        }
+        sent += batch.len();
+    }
+    talker.say("after the drop");
+    observer.expect_said(&talker.name, "after the drop");
+    let heard = observer.said_by(&talker.name);
+    let expected: Vec<String> = (0..sent)
+        .map(|i| format!("{i:06} {filler}"))
+        .chain(["after the drop".to_string()])
+        .collect();
+    assert!(heard == expected, "the observer missed or reordered lines");
+    talker.expect_notice(&format!("{sleeper_name} left (too slow)"));
+    drop(sleeper);
+    server.assert_alive();
+}
+
+/// A client with a small receive buffer that never calls recv.
+fn never_reading_client(port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    // Small, so the kernel's share of the backlog is small and the room's queue fills soon.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    socket.connect(&addr.into()).expect("connecting the sleeper");
+    socket.into()
+}
+
+/// A line of exactly MAX_LINE bytes passes; one byte more is answered with an error, nobody
+/// else hears it, and its sender stays in the room.
+pub fn a_line_over_the_limit_is_refused_and_its_sender_stays(mux: &str) {
+    let limit = socklab::chat::MAX_LINE;
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    let longest = "x".repeat(limit);
+    a.say(&longest);
+    b.expect_said(&a.name, &longest);
+    a.say(&"y".repeat(limit + 1));
+    let answer = a.expect("the error", |line| {
+        said_text(line).is_some_and(|text| text.starts_with("! line longer than"))
+    });
+    assert!(answer.contains(&limit.to_string()), "{answer}");
+    a.say("still here");
+    b.expect_said(&a.name, "still here");
+    assert!(
+        !b.transcript.iter().any(|line| line.contains("yyy")),
+        "{:?}",
+        b.transcript
+    );
+    server.assert_alive();
+}
+
+/// `exit` leaves: the others are told, and the leaver's connection ends cleanly (FIN).
+pub fn exit_leaves_and_the_others_are_told(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    a.say("exit");
+    b.expect_notice(&format!("{} left (exit)", a.name));
+    assert_eq!(a.expect_closed(), "end of file");
+    server.assert_alive();
+}
+
+/// End-of-file (the client's shutdown(SHUT_WR)) leaves too: the others are told, and the
+/// server closes its side.
+pub fn end_of_file_leaves_and_the_others_are_told(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    a.send_raw(b"an unfinished line");
+    a.close_input();
+    b.expect_notice(&format!("{} left (end of file)", a.name));
+    assert_eq!(a.expect_closed(), "end of file");
+    assert!(
+        b.said_by(&a.name).is_empty(),
+        "the unfinished line was said: {:?}",
+        b.transcript
+    );
+    server.assert_alive();
+}
+
+/// A Python client sends half a line and closes with SO_LINGER 0 (a reset, RST): it is
+/// dropped as failed, its half line goes nowhere, and the others carry on.
+pub fn a_reset_in_mid_line_drops_only_that_client(mux: &str) {
+    util::require("python3");
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    let reset = "s.sendall(b'half a li')\n\
+                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+                 s.close()";
+    let output = util::run_with_deadline(python_once(server.port, reset), WAIT);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let welcome = String::from_utf8_lossy(&output.stdout).into_owned();
+    let name = welcome_name(&welcome);
+    a.expect_notice(&format!("{name} joined"));
+    a.expect_notice(&format!("{name} left (connection failed)"));
+    a.say("after the reset");
+    b.expect_said(&a.name, "after the reset");
+    assert!(
+        !a.transcript.iter().any(|line| line.contains("half a li")),
+        "{:?}",
+        a.transcript
+    );
+    server.assert_alive();
+}
+
+fn welcome_name(line: &str) -> String {
+    let text = said_text(line.trim_end()).unwrap_or_else(|| panic!("not a welcome line: {line:?}"));
+    let rest = text
+        .strip_prefix("* welcome, you are ")
+        .unwrap_or_else(|| panic!("not a welcome line: {line:?}"));
+    rest.split(';').next().unwrap_or_default().to_string()
+}
+
+/// ESC, BEL and bytes that are not UTF-8 reach the others as U+FFFD, so nobody can clear
+/// another person's screen.
+pub fn control_characters_and_bad_utf8_arrive_harmless(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    a.send_raw(b"\x1b[2Jclear\x07 \xff\xfe!\r\n");
+    b.expect_said(&a.name, "\u{FFFD}[2Jclear\u{FFFD} \u{FFFD}\u{FFFD}!");
+    server.assert_alive();
+}
+
+/// Urgent (MSG_OOB) data: select puts the socket in its exceptional set, and the chat, which
+/// has no use for it, drops the sender. The others are told and carry on.
+pub fn urgent_data_drops_its_sender(mux: &str) {
+    util::require("python3");
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut b = Peer::tcp(server.port);
+    a.expect_notice(&format!("{} joined", b.name));
+    let urgent = "s.send(b'!', socket.MSG_OOB)\n\
+                  s.settimeout(10)\n\
+                  try:\n    print('closed' if f.read() == b'' else 'data')\n\
+                  except ConnectionResetError:\n    print('closed')";
+    let output = util::run_with_deadline(python_once(server.port, urgent), WAIT + WAIT);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut lines = stdout.lines();
+    let name = welcome_name(lines.next().unwrap_or_default());
+    // A FIN, or a reset: closing a socket whose urgent byte was never read discards unread
+    // data, and the kernel answers that with RST.
+    assert_eq!(
+        lines.last(),
+        Some("closed"),
+        "the server should close the sender: {stdout}"
+    );
+    a.expect_notice(&format!("{name} joined"));
+    a.expect_notice(&format!("{name} left (connection failed)"));
+    b.say("still talking");
+    a.expect_said(&b.name, "still talking");
+    server.assert_alive();
+}
+
+/// `socklab chat-client` hears the room, says what is typed, and `exit` ends it with status 0.
+pub fn the_chat_client_talks_and_leaves_with_exit(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut client = Peer::program("socklab chat-client", socklab_client(server.port));
+    a.expect_notice(&format!("{} joined", client.name));
+    a.say("hi client");
+    client.expect_said(&a.name, "hi client");
+    client.say("hello a");
+    a.expect_said(&client.name, "hello a");
+    client.say("exit");
+    a.expect_notice(&format!("{} left (exit)", client.name));
+    let (status, stderr) = client.wait_exit();
+    assert!(status.success(), "{status}: {stderr}");
+    server.assert_alive();
+}
+
+/// At the end of its input the client sends a last unfinished line with a newline, then
+/// half-closes: the room hears the line and then end-of-file. Status 0.
+pub fn the_chat_client_leaves_at_end_of_input(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut a = Peer::tcp(server.port);
+    let mut client = Peer::program("socklab chat-client", socklab_client(server.port));
+    a.expect_notice(&format!("{} joined", client.name));
+    client.send_raw(b"first\nno newline");
+    client.close_input();
+    a.expect_said(&client.name, "first");
+    a.expect_said(&client.name, "no newline");
+    a.expect_notice(&format!("{} left (end of file)", client.name));
+    let (status, stderr) = client.wait_exit();
+    assert!(status.success(), "{status}: {stderr}");
+    server.assert_alive();
+}
+
+/// When the server goes away the client ends with one line saying so, and status 1.
+pub fn the_chat_client_says_when_the_server_goes(mux: &str) {
+    let mut server = Server::start(mux);
+    let mut client = Peer::program("socklab chat-client", socklab_client(server.port));
+    server.kill();
+    let (status, stderr) = client.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("the server closed the connection"), "{stderr}");
+}
