@@ -67,6 +67,36 @@ pub const LESSONS: &[Lesson] = &[
         title: "Broken pipes and resets",
         summary: "SIGPIPE kills a child, EPIPE with MSG_NOSIGNAL, ECONNRESET after SO_LINGER 0",
     },
+    Lesson {
+        number: 7,
+        slug: "concurrency-models",
+        title: "Iterative, forking, threaded and prefork servers",
+        summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
+    },
+    Lesson {
+        number: 8,
+        slug: "nonblocking",
+        title: "Non-blocking sockets",
+        summary: "O_NONBLOCK, EAGAIN, what busy-polling burns, non-blocking connect and SO_ERROR",
+    },
+    Lesson {
+        number: 9,
+        slug: "select-basics",
+        title: "select(2)",
+        summary: "select on stdin and on sockets with a timeout; nfds, sets and timeout rewritten; pselect6",
+    },
+    Lesson {
+        number: 10,
+        slug: "select-echo-server",
+        title: "An echo server on select",
+        summary: "many clients, one thread: readable listener means accept won't block; EOF removes a client",
+    },
+    Lesson {
+        number: 11,
+        slug: "select-chat-room",
+        title: "The select chat room",
+        summary: "per-client output queues, write interest only while output waits, a select chat client",
+    },
 ];
 
 /// What the lesson was asked to do.
@@ -192,9 +222,18 @@ pub trait Context<T> {
     fn context(self, what: impl Display) -> Result<T, String>;
 }
 
-impl<T, E: Display> Context<T> for Result<T, E> {
+impl<T, E: Display + 'static> Context<T> for Result<T, E> {
     fn context(self, what: impl Display) -> Result<T, String> {
-        self.map_err(|e| format!("{what}: {e}"))
+        self.map_err(|e| {
+            // nix says "EAGAIN: Try again"; say what strace and glibc say.
+            match (&e as &dyn std::any::Any).downcast_ref::<nix::errno::Errno>() {
+                Some(errno) => format!(
+                    "{what}: {}",
+                    crate::trace::render::error(*errno).trim_start_matches("-1 ")
+                ),
+                None => format!("{what}: {e}"),
+            }
+        })
     }
 }
 

@@ -34,7 +34,8 @@ pub fn send(fd: impl AsFd, buf: &[u8], flags: MsgFlags) -> nix::Result<usize> {
             "NULL".into(),
             "0".into(),
         ]
-    });
+    })
+    .noted_as("send");
     let result = nix_socket::send(fd, buf, flags);
     call.exit_num(&result, Vec::new);
     result
@@ -64,7 +65,7 @@ pub fn send_all(fd: impl AsFd, mut buf: &[u8], flags: MsgFlags) -> nix::Result<(
 pub fn recv(fd: impl AsFd, buf: &mut [u8], flags: MsgFlags) -> nix::Result<usize> {
     let fd = raw(&fd);
     let len = buf.len();
-    let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]);
+    let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]).noted_as("recv");
     let result = nix_socket::recv(fd, buf, flags);
     call.exit_num(&result, || {
         vec![

@@ -4,7 +4,8 @@
 //! - `io`: send/recv (sendto/recvfrom in the kernel), sendto, recvfrom, read, write;
 //! - `fd`: close, fcntl (O_NONBLOCK), dup, the descriptor limit;
 //! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors;
-//! - `signal`: what SIGPIPE does; `process`: fork and wait.
+//! - `signal`: what SIGPIPE does; `process`: fork and wait;
+//! - `netdb`: getaddrinfo, a libc function rather than a syscall, so it makes no trace record.
 //!
 //! Each function brackets its nix call with `trace::enter` and `Call::exit`, the one place a
 //! record is made. Creators return `OwnedFd`; everything else takes `AsFd`. Names are C's.
@@ -12,6 +13,7 @@
 pub mod epoll;
 pub mod fd;
 pub mod io;
+pub mod netdb;
 pub mod poll;
 pub mod process;
 pub mod select;

@@ -83,7 +83,8 @@ fn forget_tid() {
 /// A syscall under way. Made by [`enter`] before the call, finished by [`Call::exit`] after it.
 #[must_use = "a call must be finished with exit()"]
 pub struct Call {
-    name: &'static str,
+    /// The row of the notes table this call is explained by (its name, unless changed).
+    note_key: &'static str,
     /// None when tracing is off: nothing is rendered and nothing recorded.
     id: Option<u64>,
     started: Instant,
@@ -105,20 +106,27 @@ fn start(name: &'static str, args: impl FnOnce() -> Vec<String>, filling: bool) 
     let started = Instant::now();
     if mode() == Mode::Off {
         return Call {
-            name,
+            note_key: name,
             id: None,
             started,
         };
     }
     let id = sink::begin(name, args().join(", "), filling, started);
     Call {
-        name,
+        note_key: name,
         id: Some(id),
         started,
     }
 }
 
 impl Call {
+    /// Files this call's note under `key` instead of its syscall name: `send` arrives as
+    /// `sendto` with no address, and means something else than a datagram's sendto.
+    pub fn noted_as(mut self, key: &'static str) -> Call {
+        self.note_key = key;
+        self
+    }
+
     /// Finishes the record: `out_args` are the arguments strace prints after the call returns
     /// (buffers it filled, value-result lengths), `ok` renders a successful result.
     pub fn exit<T>(
@@ -132,7 +140,7 @@ impl Call {
         let errno = result.as_ref().err().copied();
         let finish = sink::Finish {
             id,
-            name: self.name,
+            note_key: self.note_key,
             out_args: out_args().join(", "),
             ret: render::result(result, ok),
             errno,

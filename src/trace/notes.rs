@@ -82,13 +82,23 @@ pub const NOTES: &[Note] = &[
         "the descriptor is freed; closing the last one of a connected TCP socket sends FIN",
     ),
     on_error("close", Errno::EBADF, "that number is not an open descriptor"),
+    // send() and recv() arrive as sendto/recvfrom without an address; the wrappers file their
+    // notes under these two names so that datagram calls with an address get their own.
     note(
-        "sendto",
+        "send",
         "what send() becomes in the kernel: sendto with no address; returns bytes queued, maybe fewer",
     ),
     note(
-        "recvfrom",
+        "recv",
         "what recv() becomes in the kernel: recvfrom; 0 means the peer closed (end of file)",
+    ),
+    note(
+        "sendto",
+        "one datagram to the address given; UDP keeps it whole or not at all",
+    ),
+    note(
+        "recvfrom",
+        "one datagram and who sent it; a buffer too small cuts the datagram and loses the rest",
     ),
     note("read", "read(2) works on sockets too: a socket is a file descriptor"),
     note("write", "write(2) on a socket is send() without flags"),
@@ -175,7 +185,8 @@ mod tests {
     fn exact_rows_win_over_wildcards() {
         assert_eq!(lookup("connect", Some(Errno::ECONNREFUSED)), Some(NOTES[7].text));
         assert!(lookup("recvfrom", Some(Errno::EAGAIN)).unwrap().contains("try again"));
-        assert!(lookup("recvfrom", None).unwrap().contains("recvfrom"));
+        assert!(lookup("recv", None).unwrap().contains("recvfrom"));
+        assert!(lookup("recvfrom", None).unwrap().contains("datagram"));
         assert_eq!(lookup("nosuchcall", None), None);
     }
 }

@@ -211,7 +211,7 @@ pub fn begin(name: &'static str, entry: String, filling: bool, started: Instant)
 /// What a wrapper knows once its call returned.
 pub struct Finish {
     pub id: u64,
-    pub name: &'static str,
+    pub note_key: &'static str,
     pub out_args: String,
     pub ret: String,
     pub errno: Option<Errno>,
@@ -228,10 +228,10 @@ pub fn end(finish: Finish) {
     let call = st.running.remove(index);
     announce_others(&mut st, tid);
     let note = finish.explained.clone().or_else(|| {
-        let key = (call.actor.clone(), finish.name, finish.errno.map(|e| e as i32));
+        let key = (call.actor.clone(), finish.note_key, finish.errno.map(|e| e as i32));
         let first = st.noted.insert(key);
         first
-            .then(|| notes::lookup(finish.name, finish.errno))
+            .then(|| notes::lookup(finish.note_key, finish.errno))
             .flatten()
             .map(String::from)
     });
