@@ -134,6 +134,10 @@ pub struct Chat {
     room: Room,
     sockets: BTreeMap<ClientId, OwnedFd>,
     served: u64,
+    /// A descriptor held in reserve (a dup of the listener). When accept4 fails with EMFILE
+    /// the connection stays queued and the listener stays readable, so a loop would wake for
+    /// it forever; closing the spare frees one slot to accept it and turn it away politely.
+    spare: Option<OwnedFd>,
 }
 
 /// A client's id: its descriptor number.
@@ -147,6 +151,7 @@ impl Chat {
             room,
             sockets: BTreeMap::new(),
             served: 0,
+            spare: None,
         }
     }
 
@@ -174,14 +179,21 @@ impl Chat {
     /// `admit`, else it is told why and closed (select cannot watch descriptor 1024 or above).
     pub fn accept(&mut self, listener: impl AsFd, admit: impl Fn(BorrowedFd<'_>) -> Result<(), String>) -> Progress {
         let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        if self.spare.is_none() {
+            trace::explain("a spare descriptor, kept so that running out of descriptors (EMFILE) can be handled");
+            self.spare = sys::dup(&listener).ok();
+        }
         for _ in 0..CALLS_PER_WAKE {
             let (socket, peer) = match sys::accept4(&listener, flags) {
                 Ok(accepted) => accepted,
                 Err(Errno::EAGAIN) => return Progress::Drained,
                 // The client gave up between its handshake and our accept, or a signal came.
                 Err(Errno::ECONNABORTED | Errno::EINTR) => continue,
+                Err(Errno::EMFILE | Errno::ENFILE) if self.spare.is_some() => {
+                    self.turn_away_with_spare(&listener);
+                    continue;
+                }
                 Err(error) => {
-                    // EMFILE and friends: the connection stays queued until a descriptor is free.
                     trace::say(format!("accept4 failed ({error}); the connection waits in the backlog"));
                     return Progress::Drained;
                 }
@@ -199,6 +211,20 @@ impl Chat {
             self.close_departed();
         }
         Progress::More
+    }
+
+    /// Out of descriptors: give the spare back, accept the waiting client into its slot, tell
+    /// it why it cannot stay, close it, and take a spare again. Everyone inside is unaffected.
+    fn turn_away_with_spare(&mut self, listener: impl AsFd) {
+        if let Some(spare) = self.spare.take() {
+            let _ = sys::close(spare);
+        }
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        if let Ok((socket, peer)) = sys::accept4(&listener, flags) {
+            let peer = inet_addr(&peer).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            refuse(socket, peer, "the server has no descriptors left; try again later");
+        }
+        self.spare = sys::dup(&listener).ok();
     }
 
     /// The client's socket is readable: recv until `EAGAIN`, handing every byte to the room.
@@ -257,6 +283,9 @@ impl Chat {
     pub fn close_all(&mut self) {
         for (_, socket) in std::mem::take(&mut self.sockets) {
             let _ = sys::close(socket);
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = sys::close(spare);
         }
     }
 

@@ -40,6 +40,7 @@ macro_rules! chat_suite {
             the_chat_client_talks_and_leaves_with_exit,
             the_chat_client_leaves_at_end_of_input,
             the_chat_client_says_when_the_server_goes,
+            running_out_of_descriptors_turns_newcomers_away,
         );
     };
     ($mux:literal; $($case:ident),+ $(,)?) => {
@@ -693,4 +694,81 @@ pub fn the_chat_client_says_when_the_server_goes(mux: &str) {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("the server closed the connection"), "{stderr}");
+}
+
+/// With RLIMIT_NOFILE lowered to a handful, newcomers past the limit are accepted into the
+/// server's spare descriptor, told why, and closed, instead of leaving the listener readable
+/// forever; everyone already inside keeps talking, and a place freed is a place taken.
+pub fn running_out_of_descriptors_turns_newcomers_away(mux: &str) {
+    util::require("python3");
+    const LIMIT: u32 = 16;
+    let wrapper = format!(
+        "import os, resource\n\
+         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, ({LIMIT}, hard))\n\
+         program = {program:?}\n\
+         os.execv(program, [program, 'chat-server', '--mux', {mux:?}, '--port', '0', '--trace', 'off'])\n",
+        program = socklab().display().to_string()
+    );
+    let mut command = Command::new("python3");
+    command.args(["-c", &wrapper]);
+    let mut server = Server::start_command(command);
+
+    let mut inside: Vec<TcpStream> = Vec::new();
+    let mut refusal = None;
+    for _ in 0..LIMIT + 4 {
+        let stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connecting");
+        stream.set_read_timeout(Some(WAIT)).expect("SO_RCVTIMEO");
+        let mut first_line = String::new();
+        BufReader::new(stream.try_clone().expect("cloning"))
+            .read_line(&mut first_line)
+            .expect("a first line");
+        if first_line.contains("welcome") {
+            inside.push(stream);
+        } else {
+            refusal = Some(first_line);
+            break;
+        }
+    }
+    assert_eq!(
+        refusal.as_deref(),
+        Some("! sorry, the server cannot take you: the server has no descriptors left; try again later\n"),
+        "after {} clients got in",
+        inside.len()
+    );
+    assert!(
+        inside.len() >= 3,
+        "only {} clients got in under a limit of {LIMIT}",
+        inside.len()
+    );
+
+    // The ones inside still talk: the first speaks, the last hears it.
+    let mut last = BufReader::new(inside.last().expect("a client").try_clone().expect("cloning"));
+    inside[0].write_all(b"still here\n").expect("speaking");
+    let heard = (0..LIMIT * 2)
+        .map_while(|_| {
+            let mut line = String::new();
+            last.read_line(&mut line).ok().filter(|&n| n > 0).map(|_| line)
+        })
+        .find(|line| line.contains("say: still here"));
+    assert!(heard.is_some(), "the last client never heard the first");
+
+    // One leaves; its place can be taken again.
+    drop(inside.remove(0));
+    let welcomed = |stream: &TcpStream| {
+        let mut first_line = String::new();
+        let _ = stream.set_read_timeout(Some(WAIT));
+        let _ = BufReader::new(stream).read_line(&mut first_line);
+        first_line.contains("welcome")
+    };
+    // The server notices the departure at its next wait; until then newcomers are turned away.
+    let rejoined = (0..50).any(|_| {
+        let newcomer = TcpStream::connect(("127.0.0.1", server.port)).expect("connecting");
+        welcomed(&newcomer) || {
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        }
+    });
+    assert!(rejoined, "nobody could join after a place was freed");
+    server.assert_alive();
 }
