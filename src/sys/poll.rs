@@ -33,11 +33,20 @@ fn show_events(fds: &[PollFd<'_>]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// Every bit the kernel set in `revents`, including those nix's `PollFlags` does not know
+/// (POLLRDHUP), for which `PollFd::revents()` returns `None`.
+pub fn raw_revents(fd: &PollFd<'_>) -> i16 {
+    // SAFETY: PollFd is #[repr(transparent)] over libc::pollfd (nix 0.31.3, src/poll.rs), so a
+    // reference to one is a valid reference to the other, read-only here.
+    let raw: &libc::pollfd = unsafe { &*(fd as *const PollFd<'_>).cast::<libc::pollfd>() };
+    raw.revents
+}
+
 fn show_revents(fds: &[PollFd<'_>]) -> String {
     let items: Vec<String> = fds
         .iter()
         .filter_map(|p| {
-            let bits = p.revents().map_or(0, |r| r.bits());
+            let bits = raw_revents(p);
             (bits != 0).then(|| {
                 format!(
                     "{{fd={}, revents={}}}",
@@ -86,8 +95,8 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<i32> {
     result
 }
 
-/// Whether `flags` are among the returned events of `fd` (false when the kernel set bits nix
-/// does not know).
+/// Whether any of `flags` came back for `fd` (for POLLRDHUP, which nix's `PollFlags` lacks,
+/// test `raw_revents(fd) & libc::POLLRDHUP`).
 pub fn has(fd: &PollFd<'_>, flags: PollFlags) -> bool {
-    fd.revents().is_some_and(|r| r.intersects(flags))
+    raw_revents(fd) & flags.bits() != 0
 }
