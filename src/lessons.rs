@@ -97,6 +97,30 @@ pub const LESSONS: &[Lesson] = &[
         title: "The select chat room",
         summary: "per-client output queues, write interest only while output waits, a select chat client",
     },
+    Lesson {
+        number: 12,
+        slug: "fd-setsize",
+        title: "The FD_SETSIZE wall",
+        summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
+    },
+    Lesson {
+        number: 13,
+        slug: "poll",
+        title: "poll(2)",
+        summary: "the pollfd array, events vs revents, POLLHUP/POLLERR/POLLNVAL made to happen; the room on poll",
+    },
+    Lesson {
+        number: 14,
+        slug: "epoll-level-triggered",
+        title: "epoll, level-triggered",
+        summary: "epoll_create1/ctl/wait, interest list vs ready list, reported again while data remains",
+    },
+    Lesson {
+        number: 15,
+        slug: "epoll-edge-triggered",
+        title: "epoll, edge-triggered",
+        summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
+    },
 ];
 
 /// What the lesson was asked to do.
@@ -237,9 +261,19 @@ impl<T, E: Display + 'static> Context<T> for Result<T, E> {
     }
 }
 
+/// A lesson's descriptor numbers are part of what it teaches ("3 is the lowest free one"), so
+/// it starts as a program does from a fresh terminal: with 0, 1 and 2 only. Shells, editors and
+/// CI runners sometimes leak others (seen here: 10 and 251), which would shift the numbers.
+fn close_inherited_descriptors() {
+    // SAFETY: at the start of main nothing in this program owns a descriptor above 2; the ones
+    // closed here were inherited by accident. close_range(2) takes plain integers.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+}
+
 /// A lesson's `fn main`: parse the arguments, run, and turn an error into one line on
 /// stderr with exit status 1 (2 for a bad argument), never a panic.
 pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
+    close_inherited_descriptors();
     let words: Vec<String> = std::env::args().skip(1).collect();
     let program = std::env::args().next().unwrap_or_default();
     let program = program.rsplit('/').next().unwrap_or("lesson").to_string();

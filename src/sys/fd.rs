@@ -108,7 +108,7 @@ pub fn dup(fd: impl AsFd) -> nix::Result<OwnedFd> {
 fn rlim(value: libc::rlim_t) -> String {
     if value == libc::RLIM_INFINITY {
         "RLIM64_INFINITY".into()
-    } else if value > 1024 && value % 1024 == 0 {
+    } else if value > 1024 && value.is_multiple_of(1024) {
         format!("{}*1024", value / 1024)
     } else {
         value.to_string()
