@@ -75,9 +75,11 @@ fn tid() -> i32 {
     })
 }
 
-/// Forgets the cached thread id: a forked child is a new thread with the same memory.
-fn forget_tid() {
+/// A forked child is a new thread with the same memory: forget the cached thread id, and the
+/// note meant for the parent's fork call, which the child never finishes.
+fn forget_thread_state() {
     TID.with(|t| t.set(0));
+    EXPLAIN.with(|e| e.borrow_mut().take());
 }
 
 /// A syscall under way. Made by [`enter`] before the call, finished by [`Call::exit`] after it.

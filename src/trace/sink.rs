@@ -167,7 +167,7 @@ fn state() -> MutexGuard<'static, State> {
 
 /// Call in a forked child before it traces anything: it gets a lock of its own.
 pub fn after_fork_in_child() {
-    super::forget_tid();
+    super::forget_thread_state();
     let fresh: *mut Mutex<State> = Box::into_raw(Box::default());
     // The parent's state is leaked on purpose: another thread may have held its lock.
     STATE.store(fresh, Ordering::Release);

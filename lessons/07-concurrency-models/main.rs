@@ -1,0 +1,642 @@
+//! Lesson 07: four ways to serve many clients (iterative, a process per connection, a thread
+//! per connection, a pool forked in advance) and the thundering herd, counted.
+//!
+//! Python's `socketserver` splits a server in two: a request handler (`BaseRequestHandler`,
+//! whose `handle()` talks to one client) and a server class that decides *where* `handle()`
+//! runs: `TCPServer` in its own loop, one client after another; `ForkingTCPServer` in a child
+//! process per connection; `ThreadingTCPServer` in a new thread per connection. The
+//! [`Handler`] trait below is that first half; `serve_iterative`, `serve_forking`,
+//! `serve_threading` and `prefork` are the second. A fifth piece, `herd`, shows what
+//! happens when pre-forked children wait with poll instead of accept.
+//!
+//!   make lesson-7                                          the demo: all five, one after another
+//!   make lesson-7 ARGS="server --port 8888 forking"        one model, for `nc 127.0.0.1 8888`
+//!                                                          (iterative, forking, threading, prefork)
+//!   make lesson-7 ARGS="client --port 8888 hello byebye"   a client for a server you started
+//!
+//! In the demo each server runs as a process of its own (forked from the demo), and the demo
+//! plays the first client itself, so it decides when that client goes away.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{ForkResult, Pid};
+use socklab::lessons::{self, Args, Context, Outcome, Role};
+use socklab::{sys, trace};
+
+/// Seed 002's ThreadingTCPServer listens on 8888; the demo asks the kernel for a free port.
+const DEFAULT_PORT: u16 = 8888;
+/// Python's `listen(5)`: finished handshakes that may wait for accept.
+const BACKLOG: i32 = 5;
+/// Python's `recv(1024)`.
+const RECV_SIZE: usize = 1024;
+/// The most messages one conversation may have: every loop here is bounded.
+const MAX_MESSAGES: usize = 10_000;
+/// How many children a pre-forked pool starts (Apache's StartServers).
+const POOL_SIZE: usize = 4;
+/// What `server` mode can run.
+const MODELS: [&str; 4] = ["iterative", "forking", "threading", "prefork"];
+/// The longest the demo waits for something that should take milliseconds.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn main() {
+    lessons::main(DEFAULT_PORT, run);
+}
+
+fn run(args: Args) -> Outcome {
+    match args.role {
+        Role::Demo => demo(),
+        Role::Server => {
+            let model = args.rest.first().map_or("iterative", String::as_str);
+            if !MODELS.contains(&model) {
+                return Err(format!("unknown model {model:?}: use {}", MODELS.join(", ")).into());
+            }
+            trace::set_actor(model);
+            let listener = listen_on(args.addr())?;
+            trace::say(format!(
+                "{model} server on {}; try: nc {} {} (type byebye to leave)",
+                args.addr(),
+                args.host,
+                args.port
+            ));
+            match model {
+                "iterative" => serve_iterative(&listener, None),
+                "forking" => serve_forking(listener, None),
+                "threading" => serve_threading(&listener, None),
+                "prefork" => prefork(listener, None).map(drop),
+                other => Err(format!("unknown model {other:?}")),
+            }?;
+            Ok(())
+        }
+        Role::Client => {
+            if trace::actor() == "main" {
+                trace::set_actor("client");
+            }
+            let lines: Vec<String> = if args.rest.is_empty() {
+                vec!["hello\n".into()]
+            } else {
+                args.rest.iter().map(|word| format!("{word}\n")).collect()
+            };
+            let sock = connect_to(args.addr())?;
+            for line in &lines {
+                exchange(&sock, line)?;
+            }
+            sys::close(sock).context("close")?;
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handler: one conversation, wherever it runs.
+// ---------------------------------------------------------------------------------------------
+
+/// socketserver's `BaseRequestHandler`: `handle()` gets a connected socket and the peer's
+/// address, talks, and returns. It neither accepts nor closes: the server model does that.
+trait Handler {
+    fn handle(&mut self, conn: &OwnedFd, peer: SockaddrStorage) -> Result<(), String>;
+}
+
+/// Seed 002's handler, with the operator's `input()` replaced by an echo: send back what
+/// came, until the client closes or says `byebye`.
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(&mut self, conn: &OwnedFd, peer: SockaddrStorage) -> Result<(), String> {
+        trace::say(format!("serving {peer}"));
+        let mut buf = [0u8; RECV_SIZE];
+        for _ in 0..MAX_MESSAGES {
+            let n = sys::recv(conn, &mut buf, MsgFlags::empty()).context("recv")?;
+            if n == 0 {
+                trace::say(format!("{peer} closed its end"));
+                return Ok(());
+            }
+            if buf[..n].trim_ascii() == b"byebye" {
+                trace::say(format!("{peer} said byebye"));
+                return Ok(());
+            }
+            sys::send_all(conn, &buf[..n], MsgFlags::MSG_NOSIGNAL).context("send")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Four server models. `connections` is how many to serve (the demo's count), or None: forever.
+// ---------------------------------------------------------------------------------------------
+
+/// TCPServer: accept, handle, close, and only then accept the next. While one conversation
+/// lasts, the next client's handshake is done (by the kernel) but nobody reads its bytes.
+fn serve_iterative(listener: &OwnedFd, connections: Option<usize>) -> Result<(), String> {
+    for _ in 0..connections.unwrap_or(usize::MAX) {
+        let (conn, peer) = accept(listener)?;
+        Echo.handle(&conn, peer)?;
+        sys::close(conn).context("close")?;
+    }
+    Ok(())
+}
+
+/// ForkingTCPServer: accept, fork, and go straight back to accept. The child serves the
+/// client and exits; the parent closes its copy of the connection and, at the end, reaps.
+fn serve_forking(listener: OwnedFd, connections: Option<usize>) -> Result<(), String> {
+    if connections.is_none() {
+        // Serving forever, with nobody calling waitpid: SIG_IGN on SIGCHLD tells the kernel
+        // to reap children itself, so none stays a zombie.
+        sys::sigaction(Signal::SIGCHLD, SigHandler::SigIgn).context("sigaction")?;
+    }
+    let mut children = Vec::new();
+    for number in 1..=connections.unwrap_or(usize::MAX) {
+        let (conn, peer) = accept(&listener)?;
+        trace::explain("a copy of this process, with copies of every descriptor: the listener and the connection");
+        match fork()? {
+            ForkResult::Child => run_child(format!("child#{number}"), move || {
+                trace::explain("the child never accepts: its copy of the listener goes (the parent's stays open)");
+                sys::close(listener).context("close")?;
+                Echo.handle(&conn, peer)?;
+                sys::close(conn).context("close")?;
+                Ok(())
+            }),
+            ForkResult::Parent { child } => {
+                trace::explain("the child has its own copy; closing ours leaves the conversation to it");
+                sys::close(conn).context("close")?;
+                if connections.is_some() {
+                    children.push(child);
+                }
+            }
+        }
+    }
+    for child in children {
+        reap(child)?;
+    }
+    trace::explain("the listener: the demo's count of connections is reached");
+    sys::close(listener).context("close")?;
+    Ok(())
+}
+
+/// ThreadingTCPServer: accept, start a thread for the conversation, go back to accept. The
+/// threads share this process's descriptors: the thread closes the connection, nobody else.
+fn serve_threading(listener: &OwnedFd, connections: Option<usize>) -> Result<(), String> {
+    let mut threads = Vec::new();
+    for number in 1..=connections.unwrap_or(usize::MAX) {
+        let (conn, peer) = accept(listener)?;
+        let thread = trace::spawn(format!("thread#{number}"), move || -> Result<(), String> {
+            Echo.handle(&conn, peer)?;
+            sys::close(conn).context("close")?;
+            Ok(())
+        });
+        if connections.is_some() {
+            threads.push(thread);
+        }
+    }
+    for thread in threads {
+        thread.join().map_err(|_| "a handler thread panicked")??;
+    }
+    Ok(())
+}
+
+/// A pre-forked pool (Apache's prefork): fork the workers once, after listen; each blocks in
+/// accept on the one shared listener. In the demo each worker serves one client and exits.
+fn prefork(listener: OwnedFd, connections_each: Option<usize>) -> Result<Vec<Pid>, String> {
+    let mut workers = Vec::new();
+    for number in 1..=POOL_SIZE {
+        match fork()? {
+            ForkResult::Child => run_child(format!("worker#{number}"), move || {
+                for _ in 0..connections_each.unwrap_or(usize::MAX) {
+                    trace::explain("every worker sleeps here on the same listener; a connection wakes one");
+                    let (conn, peer) = accept(&listener)?;
+                    Echo.handle(&conn, peer)?;
+                    sys::close(conn).context("close")?;
+                }
+                Ok(())
+            }),
+            ForkResult::Parent { child } => workers.push(child),
+        }
+    }
+    trace::explain("the master never accepts: only the workers' copies of the listener stay open");
+    sys::close(listener).context("close")?;
+    if connections_each.is_none() {
+        // Server mode: the master only waits; the workers serve forever.
+        for worker in &workers {
+            reap(*worker)?;
+        }
+    }
+    Ok(workers)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo: each model with two clients (the five herd rounds with more).
+// ---------------------------------------------------------------------------------------------
+
+fn demo() -> Outcome {
+    trace::set_actor("demo");
+    iterative_demo()?;
+    forking_demo()?;
+    threading_demo()?;
+    prefork_demo()?;
+    herd_demo()?;
+    Ok(())
+}
+
+/// client#1 is served; client#2 connects at once but waits for its echo until client#1 goes.
+fn iterative_demo() -> Outcome {
+    trace::say("1. iterative (TCPServer): one conversation at a time");
+    let (listener, port) = listen_any()?;
+    trace::say("the server becomes a process of its own, which inherits the listener as fd 3");
+    let server = match fork()? {
+        ForkResult::Child => run_child("iterative", move || {
+            serve_iterative(&listener, Some(2))?;
+            trace::explain("the listener: the demo's count of connections is reached");
+            sys::close(listener).context("close")?;
+            Ok(())
+        }),
+        ForkResult::Parent { child } => child,
+    };
+    trace::set_actor("client#1");
+    let first = connect_to(local(port))?;
+    exchange(&first, "hello\n")?;
+    trace::set_actor("demo");
+    let second = lessons::spawn_process("client#2", "client", port, &["me too"]).context("client#2")?;
+    let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    trace::explain(
+        "the listener is readable: a finished handshake sits in the accept queue. That is client#2: connected, unaccepted",
+    );
+    let seen = sys::poll::poll(&mut ready, poll_timeout()).context("poll")?;
+    if seen == 0 {
+        return Err("client#2 did not connect in time".into());
+    }
+    trace::say("client#2 is connected, but the server is still inside client#1's handle()");
+    // Before client#1 goes, let client#2 get as far as it can: into recvfrom, asleep.
+    if wait_until_blocked(&[Pid::from_raw(second.id() as i32)], &[libc::SYS_recvfrom]) == 1 {
+        trace::say("client#2 has sent its line and sleeps in recvfrom, waiting for an echo");
+    } else {
+        trace::measured(format!(
+            "client#2 not seen asleep in recvfrom within {} s",
+            PATIENCE.as_secs()
+        ));
+    }
+    trace::explain("our copy of the listener; the server keeps its own");
+    sys::close(listener).context("close")?;
+    trace::set_actor("client#1");
+    trace::explain("only now can the server return from handle(), close, and accept client#2");
+    sys::close(first).context("close")?;
+    trace::set_actor("demo");
+    wait_process("client#2", second)?;
+    reap(server)?;
+    Ok(())
+}
+
+/// client#3 stays connected while client#4 comes and goes: each has a process of its own.
+fn forking_demo() -> Outcome {
+    trace::say("2. forking (ForkingTCPServer): a child process per connection");
+    let (listener, port) = listen_any()?;
+    let server = match fork()? {
+        ForkResult::Child => run_child("forking", move || serve_forking(listener, Some(2))),
+        ForkResult::Parent { child } => {
+            trace::explain("the demo's copy of the listener; the server process has its own");
+            sys::close(listener).context("close")?;
+            child
+        }
+    };
+    two_clients_at_once(port, "client#3", "client#4")?;
+    reap(server)?;
+    Ok(())
+}
+
+/// client#5 stays connected while client#6 comes and goes: each has a thread of its own.
+fn threading_demo() -> Outcome {
+    trace::say("3. threading (ThreadingTCPServer): a thread per connection");
+    let (listener, port) = listen_any()?;
+    let server = match fork()? {
+        ForkResult::Child => run_child("threading", move || {
+            serve_threading(&listener, Some(2))?;
+            trace::explain("the listener: the demo's count of connections is reached");
+            sys::close(listener).context("close")?;
+            Ok(())
+        }),
+        ForkResult::Parent { child } => {
+            trace::explain("the demo's copy of the listener; the server process has its own");
+            sys::close(listener).context("close")?;
+            child
+        }
+    };
+    two_clients_at_once(port, "client#5", "client#6")?;
+    reap(server)?;
+    Ok(())
+}
+
+/// The demo plays the first client and holds its connection open while the second client,
+/// a process of its own, is served from start to end.
+fn two_clients_at_once(port: u16, first_name: &str, second_name: &str) -> Outcome {
+    trace::set_actor(first_name);
+    let first = connect_to(local(port))?;
+    exchange(&first, "hello\n")?;
+    trace::set_actor("demo");
+    lessons::run_process(second_name, "client", port, &["me too"])?;
+    trace::say(format!(
+        "{second_name} was served and has gone, while {first_name} is still connected"
+    ));
+    trace::set_actor(first_name);
+    sys::close(first).context("close")?;
+    trace::set_actor("demo");
+    Ok(())
+}
+
+/// Four workers asleep in accept4 on one listener; four clients, one at a time. Each
+/// connection wakes exactly one worker: the others do not even get a context switch.
+fn prefork_demo() -> Outcome {
+    trace::say(format!(
+        "4. prefork: {POOL_SIZE} workers forked after listen, all blocked in accept4"
+    ));
+    trace::set_actor("master");
+    let (listener, port) = listen_any()?;
+    let mut workers = prefork(listener, Some(1))?;
+    for number in 7..7 + POOL_SIZE {
+        let asleep = wait_until_blocked(&workers, &[libc::SYS_accept4]);
+        let before: Vec<Option<u64>> = workers.iter().map(|&w| context_switches(w)).collect();
+        trace::set_actor("demo");
+        lessons::run_process(&format!("client#{number}"), "client", port, &["hello"])?;
+        trace::set_actor("master");
+        trace::explain("-1: any child. The one that served the client has exited");
+        let status = sys::waitpid(Pid::from_raw(-1)).context("waitpid")?;
+        let Some(served_by) = status.pid() else {
+            return Err("waitpid returned no child".into());
+        };
+        check_exit("a worker", status)?;
+        let others: Vec<usize> = (0..workers.len()).filter(|&i| workers[i] != served_by).collect();
+        wait_until_blocked(
+            &others.iter().map(|&i| workers[i]).collect::<Vec<_>>(),
+            &[libc::SYS_accept4],
+        );
+        let woken_others = others
+            .iter()
+            .filter(|&&i| context_switches(workers[i]) != before[i])
+            .count();
+        trace::say(format!(
+            "client#{number}: one accept4 returned; {} worker(s) still blocked in it",
+            others.len()
+        ));
+        trace::measured(format!(
+            "of {asleep} asleep before the connection, woken besides the one that accepted: {woken_others}"
+        ));
+        workers.retain(|&w| w != served_by);
+    }
+    trace::set_actor("demo");
+    Ok(())
+}
+
+/// The herd: four children poll the one (non-blocking) listener. One connection wakes all
+/// four; they then call accept4 one after another, and only the first gets the connection.
+fn herd_demo() -> Outcome {
+    trace::say("5. the thundering herd: pre-forked children that wait in poll, not in accept4");
+    trace::set_actor("master");
+    let (listener, port) = listen_any()?;
+    trace::explain("O_NONBLOCK lives in the open file, which the children share: a losing accept4 returns EAGAIN");
+    sys::set_nonblocking(&listener, true).context("fcntl")?;
+    let mut channels = Vec::new();
+    let mut pollers = Vec::new();
+    for number in 1..=POOL_SIZE {
+        trace::explain("a private line between the master and one child, as nginx's master keeps to each worker");
+        let (master_end, child_end) =
+            sys::socketpair(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
+        match fork()? {
+            ForkResult::Child => run_child(format!("poller#{number}"), move || {
+                trace::explain("the master's end of this child's line: the master keeps its own copy");
+                sys::close(master_end).context("close")?;
+                poller(&listener, &child_end)
+            }),
+            ForkResult::Parent { child } => {
+                trace::explain("the child's end of the line: the child has its own copy");
+                sys::close(child_end).context("close")?;
+                channels.push(master_end);
+                pollers.push(child);
+            }
+        }
+    }
+    let asleep = wait_until_blocked(&pollers, POLL_SYSCALLS);
+    trace::measured(format!(
+        "{asleep} of {POOL_SIZE} pollers asleep in poll before the connection"
+    ));
+    trace::set_actor("demo");
+    let client = lessons::spawn_process("client#11", "client", port, &["hello"]).context("client#11")?;
+    trace::set_actor("master");
+    let mut woke = 0;
+    for channel in &channels {
+        if read_word(channel)? == "woke" {
+            woke += 1;
+        }
+    }
+    trace::say(format!(
+        "one connection, and the poll of each of the {woke} children returned"
+    ));
+    // In a real pool they race to accept4 and luck picks the winner; here the master lets
+    // them go one at a time, so the trace is the same on every run.
+    let (mut accepted, mut again) = (0, 0);
+    for channel in &channels {
+        sys::send_all(channel, b"go", MsgFlags::MSG_NOSIGNAL).context("send")?;
+        match read_word(channel)?.as_str() {
+            "accepted" => accepted += 1,
+            _ => again += 1,
+        }
+    }
+    trace::say(format!("{woke} children woke, {accepted} accepted, {again} got EAGAIN"));
+    trace::set_actor("demo");
+    wait_process("client#11", client)?;
+    trace::set_actor("master");
+    for poller in pollers {
+        reap(poller)?;
+    }
+    for channel in channels {
+        sys::close(channel).context("close")?;
+    }
+    sys::close(listener).context("close")?;
+    trace::set_actor("demo");
+    Ok(())
+}
+
+/// One herd child: sleep in poll until the listener is readable, tell the master, wait for
+/// its turn, try accept4, and report what happened.
+fn poller(listener: &OwnedFd, channel: &OwnedFd) -> Result<(), String> {
+    let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    trace::explain("all four children sleep in poll on the same listener; a connection wakes every one");
+    sys::poll::poll(&mut ready, poll_timeout()).context("poll")?;
+    sys::send_all(channel, b"woke", MsgFlags::MSG_NOSIGNAL).context("send")?;
+    read_word(channel)?;
+    trace::explain("woken with the others; whoever calls accept4 first gets the connection, the rest get EAGAIN");
+    match sys::accept4(listener, SockFlag::SOCK_CLOEXEC) {
+        Ok((conn, peer)) => {
+            sys::send_all(channel, b"accepted", MsgFlags::MSG_NOSIGNAL).context("send")?;
+            Echo.handle(&conn, peer)?;
+            sys::close(conn).context("close")?;
+        }
+        Err(sys::Errno::EAGAIN) => {
+            trace::say("woken for nothing: another child took the connection");
+            sys::send_all(channel, b"EAGAIN", MsgFlags::MSG_NOSIGNAL).context("send")?;
+        }
+        Err(error) => return Err(format!("accept4: {error}")),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small pieces: sockets, processes, and what /proc says about a sleeping process.
+// ---------------------------------------------------------------------------------------------
+
+/// socket, bind, listen: a passive socket, ready for clients.
+fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let listener =
+        sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
+    sys::bind(&listener, addr).context(format!("bind {addr}"))?;
+    sys::listen(&listener, BACKLOG).context("listen")?;
+    Ok(listener)
+}
+
+/// A listener on 127.0.0.1 at a port the kernel chose, and that port.
+fn listen_any() -> Result<(OwnedFd, u16), String> {
+    let listener = listen_on(local(0))?;
+    let bound = sys::getsockname(&listener).context("getsockname")?;
+    let port = bound.as_sockaddr_in().map_or(0, |a| a.port());
+    Ok((listener, port))
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn accept(listener: &OwnedFd) -> Result<(OwnedFd, SockaddrStorage), String> {
+    sys::accept4(listener, SockFlag::SOCK_CLOEXEC).context("accept4")
+}
+
+fn connect_to(server: SocketAddr) -> Result<OwnedFd, String> {
+    let family = if server.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
+    trace::explain("returns once the server's kernel finished the handshake, whether or not anyone accepted");
+    sys::connect(&sock, server).context(format!("connect {server}"))?;
+    Ok(sock)
+}
+
+/// Sends one line and waits for its echo; says how long the echo took.
+fn exchange(sock: &OwnedFd, line: &str) -> Result<(), String> {
+    sys::send_all(sock, line.as_bytes(), MsgFlags::MSG_NOSIGNAL).context("send")?;
+    let sent = Instant::now();
+    let mut buf = [0u8; RECV_SIZE];
+    let n = sys::recv(sock, &mut buf, MsgFlags::empty()).context("recv")?;
+    if n == 0 {
+        return Err("the server closed the connection".into());
+    }
+    trace::say(format!("the server echoed {:?}", String::from_utf8_lossy(&buf[..n])));
+    trace::measured(format!("the echo took {:.1} ms", sent.elapsed().as_secs_f64() * 1000.0));
+    Ok(())
+}
+
+/// Reads one short message from a channel socket.
+fn read_word(channel: &OwnedFd) -> Result<String, String> {
+    let mut buf = [0u8; 16];
+    let n = sys::recv(channel, &mut buf, MsgFlags::empty()).context("recv")?;
+    if n == 0 {
+        return Err("the other end of a channel closed early".into());
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn poll_timeout() -> PollTimeout {
+    PollTimeout::try_from(PATIENCE).unwrap_or(PollTimeout::MAX)
+}
+
+/// fork(), from the demo's one thread (or a server process's one thread).
+fn fork() -> Result<ForkResult, String> {
+    // SAFETY: every fork here happens on a process's only thread of the lesson: the demo's
+    // main thread (the threading server's threads live in a process that never forks). The
+    // trace's watchdog thread, in human mode, holds no lock the child needs: sys::fork gives
+    // the child a trace state of its own, and glibc makes malloc safe in a forked child.
+    unsafe { sys::fork() }.context("fork")
+}
+
+/// The rest of a forked child's life: named `actor` in the trace, it runs `body` and exits,
+/// never returning into the code it shares with its parent.
+fn run_child(actor: impl Into<String>, body: impl FnOnce() -> Result<(), String>) -> ! {
+    let actor = actor.into();
+    trace::set_actor(actor.as_str());
+    let code = match body() {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("lesson-07: {actor}: {error}");
+            1
+        }
+    };
+    sys::exit(code)
+}
+
+/// waitpid for one child, which must have exited with status 0.
+fn reap(child: Pid) -> Result<(), String> {
+    let status = sys::waitpid(child).context("waitpid")?;
+    check_exit("a child", status)
+}
+
+fn check_exit(who: &str, status: WaitStatus) -> Result<(), String> {
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        other => Err(format!("{who} ended badly: {other:?}")),
+    }
+}
+
+/// Waits for a client process started with `spawn_process`.
+fn wait_process(name: &str, mut child: std::process::Child) -> Result<(), String> {
+    let status = child.wait().context(name)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} ended with {status}"))
+    }
+}
+
+/// The syscalls poll(2) may arrive as.
+const POLL_SYSCALLS: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
+
+/// Whether `pid` is asleep inside one of `syscalls`. `/proc/PID/syscall` starts with the
+/// number of the syscall a sleeping process is in (`288 0x3 …` in accept4 on x86_64) and
+/// says `running` otherwise. Reading /proc is the demo looking on, not part of any server.
+fn blocked_in(pid: Pid, syscalls: &[i64]) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+    number.is_some_and(|n| syscalls.contains(&n))
+}
+
+/// Waits (at most [`PATIENCE`]) until every process in `pids` sleeps in one of `syscalls`;
+/// returns how many do. Nothing tells us when another process has gone to sleep, so the
+/// demo looks every millisecond.
+fn wait_until_blocked(pids: &[Pid], syscalls: &[i64]) -> usize {
+    let started = Instant::now();
+    loop {
+        let asleep = pids.iter().filter(|&&pid| blocked_in(pid, syscalls)).count();
+        if asleep == pids.len() || started.elapsed() >= PATIENCE {
+            return asleep;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `voluntary_ctxt_switches` from /proc/PID/status: how many times the process went to
+/// sleep. A process the kernel never wakes keeps the same count.
+fn context_switches(pid: Pid) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

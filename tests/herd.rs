@@ -1,0 +1,326 @@
+//! The thundering herd, counted by the kernel itself (lesson 07).
+//!
+//! N processes share one listening socket. If they sleep in a blocking accept, one connection
+//! wakes exactly one of them: the others are not even scheduled (their voluntary context-switch
+//! count in /proc does not move), and each takes one of the later connections. If they sleep in
+//! poll on a non-blocking listener instead, one connection wakes several of them, one accept
+//! wins, and the others get EAGAIN.
+//!
+//! The children are forked from this (multi-threaded) test process, so they only make
+//! async-signal-safe calls (accept, poll, read, write, _exit) and never return into Rust code.
+//! They report to the test through a pipe: one record per event.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many processes share the listener.
+const SLEEPERS: usize = 4;
+/// The longest any step may take before the test gives up (not a timing assertion: a bound).
+const PATIENCE: Duration = Duration::from_secs(10);
+/// The tests in this file fork; one at a time, so children never inherit the other test's pipes.
+static FORKING: Mutex<()> = Mutex::new(());
+
+/// What a child writes to the report pipe: two bytes, the event and the child's index.
+const WOKE: u8 = b'W';
+const ACCEPTED: u8 = b'A';
+const AGAIN: u8 = b'E';
+
+#[test]
+fn blocking_accept_wakes_exactly_one_sleeper_per_connection() {
+    let _one_at_a_time = FORKING.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    let (reports, report_end) = nix::unistd::pipe().expect("pipe");
+    let children = Children::fork(SLEEPERS, |index| {
+        accept_once_then_hold(listener.as_raw_fd(), report_end.as_raw_fd(), index)
+    });
+    drop(report_end);
+
+    let accepts = accept_syscalls();
+    children.wait_until_all_blocked_in(&accepts);
+    let before: Vec<u64> = children.pids.iter().map(|&p| context_switches(p)).collect();
+
+    let first = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    let (event, winner) = read_report(&reports);
+    assert_eq!(event, ACCEPTED);
+    let others: Vec<usize> = (0..SLEEPERS).filter(|&i| i != winner).collect();
+
+    // The winner left accept and now sleeps in read on its connection: it was woken.
+    children.wait_until_blocked_in(winner, &[libc::SYS_read]);
+    assert!(context_switches(children.pids[winner]) > before[winner]);
+    // The others are still in accept and were never scheduled: exclusive wake-up.
+    for &i in &others {
+        children.wait_until_blocked_in(i, &accepts);
+        assert_eq!(
+            context_switches(children.pids[i]),
+            before[i],
+            "child {i} was woken by a connection that child {winner} accepted"
+        );
+    }
+    assert!(
+        no_report_waiting(&reports),
+        "a second accept returned for one connection"
+    );
+
+    // Each of the others is still there, and takes exactly one of the next connections.
+    let mut later = Vec::new();
+    let mut takers = Vec::new();
+    for _ in &others {
+        later.push(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect"));
+        let (event, who) = read_report(&reports);
+        assert_eq!(event, ACCEPTED);
+        takers.push(who);
+    }
+    takers.sort_unstable();
+    assert_eq!(takers, others, "every other sleeper took exactly one later connection");
+
+    drop(first);
+    drop(later);
+    children.reap_all_exited_zero();
+}
+
+#[test]
+fn poll_on_a_shared_listener_wakes_many_for_one_connection() {
+    let _one_at_a_time = FORKING.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    listener.set_nonblocking(true).expect("O_NONBLOCK");
+    let port = listener.local_addr().expect("local_addr").port();
+    let (reports, report_end) = nix::unistd::pipe().expect("pipe");
+    let children = Children::fork(SLEEPERS, |index| {
+        poll_then_accept(listener.as_raw_fd(), report_end.as_raw_fd(), index)
+    });
+    drop(report_end);
+
+    let polls = poll_syscalls();
+    children.wait_until_all_blocked_in(&polls);
+    let before: Vec<u64> = children.pids.iter().map(|&p| context_switches(p)).collect();
+
+    let client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    let mut events = vec![read_report(&reports)];
+    // Wait until every child has settled: exited (a loser), asleep in read (the winner, on its
+    // connection), or asleep in poll (never woken, or woken and gone back to sleep because the
+    // connection was already taken). /proc/PID/syscall names a syscall only once the process is
+    // off the CPU, so a settled child has already counted its context switch.
+    let started = Instant::now();
+    loop {
+        let settled = (0..SLEEPERS).all(|i| {
+            children.is_zombie(i) || children.blocked_in(i, &[libc::SYS_read]) || children.blocked_in(i, &polls)
+        });
+        if settled {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the children did not settle");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while !no_report_waiting(&reports) {
+        events.push(read_report(&reports));
+    }
+
+    let returned: Vec<usize> = events.iter().filter(|e| e.0 == WOKE).map(|e| e.1).collect();
+    let woken_and_slept_again = (0..SLEEPERS)
+        .filter(|&i| !returned.contains(&i) && children.blocked_in(i, &polls))
+        .filter(|&i| context_switches(children.pids[i]) > before[i])
+        .count();
+    let woke = returned.len() + woken_and_slept_again;
+    let accepted = events.iter().filter(|e| e.0 == ACCEPTED).count();
+    let again = events.iter().filter(|e| e.0 == AGAIN).count();
+    eprintln!(
+        "{woke} of {SLEEPERS} woke ({} left poll), {accepted} accepted, {again} got EAGAIN",
+        returned.len()
+    );
+    assert!(woke >= 2, "one connection woke only {woke} of {SLEEPERS} pollers");
+    assert_eq!(accepted, 1, "exactly one accept gets the connection");
+    assert_eq!(again, returned.len() - 1, "every other child that left poll got EAGAIN");
+
+    drop(client);
+    children.kill_and_reap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The children. Only async-signal-safe calls from here to _exit.
+// ---------------------------------------------------------------------------------------------
+
+fn report(fd: RawFd, event: u8, index: usize) {
+    let record = [event, index as u8];
+    // SAFETY: `record` is a valid 2-byte buffer; write(2) is async-signal-safe.
+    unsafe { libc::write(fd, record.as_ptr().cast(), record.len()) };
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once, without running any of the parent's code.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sleep in a blocking accept; report; then sleep in read on the connection until it closes.
+fn accept_once_then_hold(listener: RawFd, reports: RawFd, index: usize) -> ! {
+    // SAFETY: accept with NULL address pointers is valid; the listener is open in this child.
+    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if conn < 0 {
+        exit_now(2);
+    }
+    report(reports, ACCEPTED, index);
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
+    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    exit_now(0)
+}
+
+/// Sleep in poll on the (non-blocking) listener; report the wake-up; try accept once.
+fn poll_then_accept(listener: RawFd, reports: RawFd, index: usize) -> ! {
+    let mut ready = libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a negative timeout waits until the listener is readable.
+    if unsafe { libc::poll(&mut ready, 1, -1) } != 1 {
+        exit_now(2);
+    }
+    report(reports, WOKE, index);
+    // SAFETY: as in accept_once_then_hold; the listener is O_NONBLOCK, so this never sleeps.
+    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if conn < 0 {
+        report(reports, AGAIN, index);
+        exit_now(0);
+    }
+    report(reports, ACCEPTED, index);
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
+    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    exit_now(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test's side: forking, watching /proc, reading reports, cleaning up.
+// ---------------------------------------------------------------------------------------------
+
+/// The children this test forked; any still alive when it ends (say, on a failed assertion)
+/// are killed by PID and reaped.
+struct Children {
+    pids: Vec<libc::pid_t>,
+}
+
+impl Children {
+    fn fork(count: usize, body: impl Fn(usize)) -> Children {
+        let mut children = Children { pids: Vec::new() };
+        for index in 0..count {
+            // SAFETY: the child only runs `body`, which makes async-signal-safe calls and ends
+            // in _exit (never returning here): nothing in it needs a lock another thread of this process might hold.
+            match unsafe { libc::fork() } {
+                -1 => panic!("fork failed"),
+                0 => {
+                    body(index);
+                    exit_now(3)
+                }
+                pid => children.pids.push(pid),
+            }
+        }
+        children
+    }
+
+    fn blocked_in(&self, index: usize, syscalls: &[i64]) -> bool {
+        let text = std::fs::read_to_string(format!("/proc/{}/syscall", self.pids[index])).unwrap_or_default();
+        let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+        number.is_some_and(|n| syscalls.contains(&n))
+    }
+
+    fn is_zombie(&self, index: usize) -> bool {
+        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pids[index])).unwrap_or_default();
+        // The state follows the command name in parentheses: "1234 (herd-...) Z ...".
+        text.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))
+    }
+
+    /// Nothing tells another process when a child has gone to sleep: look every millisecond.
+    fn wait_until_blocked_in(&self, index: usize, syscalls: &[i64]) {
+        let started = Instant::now();
+        while !self.blocked_in(index, syscalls) {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "child {index} never slept in {syscalls:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn wait_until_all_blocked_in(&self, syscalls: &[i64]) {
+        for index in 0..self.pids.len() {
+            self.wait_until_blocked_in(index, syscalls);
+        }
+    }
+
+    fn reap_all_exited_zero(mut self) {
+        for pid in std::mem::take(&mut self.pids) {
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("waitpid");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "child {pid}: {status:?}"
+            );
+        }
+    }
+
+    fn kill_and_reap(mut self) {
+        for pid in std::mem::take(&mut self.pids) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+/// The next report from the pipe, waiting at most [`PATIENCE`].
+fn read_report(reports: &OwnedFd) -> (u8, usize) {
+    let mut ready = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(reports),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let timeout = nix::poll::PollTimeout::try_from(PATIENCE).expect("timeout");
+    let n = nix::poll::poll(&mut ready, timeout).expect("poll");
+    assert_eq!(n, 1, "no report from the children within {PATIENCE:?}");
+    let mut record = [0u8; 2];
+    let mut pipe = std::fs::File::from(reports.try_clone().expect("dup"));
+    pipe.read_exact(&mut record).expect("read a report");
+    (record[0], usize::from(record[1]))
+}
+
+fn no_report_waiting(reports: &OwnedFd) -> bool {
+    let mut ready = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(reports),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    nix::poll::poll(&mut ready, nix::poll::PollTimeout::ZERO).expect("poll") == 0
+}
+
+/// `voluntary_ctxt_switches` from /proc/PID/status: how many times the process went to sleep.
+fn context_switches(pid: libc::pid_t) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    text.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// glibc's accept may arrive as accept or accept4; poll as poll or ppoll.
+fn accept_syscalls() -> Vec<i64> {
+    vec![libc::SYS_accept, libc::SYS_accept4]
+}
+
+fn poll_syscalls() -> Vec<i64> {
+    vec![
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+    ]
+}
