@@ -26,20 +26,29 @@ fn show_events(fds: &[PollFd<'_>]) -> String {
     let items: Vec<String> = fds
         .iter()
         .map(|p| {
-            let events = render::flags(p.events().bits() as i64, POLL_FLAGS);
+            let events = render::flags(raw_events(p) as i64, POLL_FLAGS);
             format!("{{fd={}, events={events}}}", p.as_fd_raw())
         })
         .collect();
     format!("[{}]", items.join(", "))
 }
 
+/// The events asked for, raw: nix's `PollFd::events()` panics on bits `PollFlags` lacks
+/// (POLLRDHUP), which a caller may set with `PollFlags::from_bits_retain`.
+pub fn raw_events(fd: &PollFd<'_>) -> i16 {
+    as_pollfd(fd).events
+}
+
+fn as_pollfd<'a>(fd: &'a PollFd<'_>) -> &'a libc::pollfd {
+    // SAFETY: PollFd is #[repr(transparent)] over libc::pollfd (nix 0.31.3, src/poll.rs), so a
+    // reference to one is a valid reference to the other, read-only here.
+    unsafe { &*(fd as *const PollFd<'_>).cast::<libc::pollfd>() }
+}
+
 /// Every bit the kernel set in `revents`, including those nix's `PollFlags` does not know
 /// (POLLRDHUP), for which `PollFd::revents()` returns `None`.
 pub fn raw_revents(fd: &PollFd<'_>) -> i16 {
-    // SAFETY: PollFd is #[repr(transparent)] over libc::pollfd (nix 0.31.3, src/poll.rs), so a
-    // reference to one is a valid reference to the other, read-only here.
-    let raw: &libc::pollfd = unsafe { &*(fd as *const PollFd<'_>).cast::<libc::pollfd>() };
-    raw.revents
+    as_pollfd(fd).revents
 }
 
 fn show_revents(fds: &[PollFd<'_>]) -> String {
