@@ -24,6 +24,8 @@ pub fn normalize(line: &str) -> String {
     let mut line = replace_number_after(line, "htons(", "PORT", true);
     line = replace_number_after(&line, "sin_port=", "PORT", true);
     line = replace_hex_pointers(&line);
+    // A port inside the bytes a call carried (a chat line that names its sender) varies too.
+    line = replace_all_numbers_after(&line, "127.0.0.1:", "PORT");
     line = replace_between(&line, "left {", "}", "…");
     for pid_call in ["wait4(", "kill("] {
         line = replace_number_after(&line, pid_call, "PID", false);
