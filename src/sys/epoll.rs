@@ -23,7 +23,7 @@ pub const EPOLL_FLAGS: &[(i64, &str)] = &[
     (libc::EPOLLEXCLUSIVE as i64, "EPOLLEXCLUSIVE"),
     (libc::EPOLLWAKEUP as i64, "EPOLLWAKEUP"),
     (libc::EPOLLONESHOT as i64, "EPOLLONESHOT"),
-    (libc::EPOLLET as i64, "EPOLLET"),
+    (libc::EPOLLET as u32 as i64, "EPOLLET"),
 ];
 
 /// `{events=EPOLLIN|EPOLLET, data={u32=5, u64=5}}`, strace 6.1's form.

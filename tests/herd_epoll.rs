@@ -1,0 +1,303 @@
+//! The thundering herd on epoll, and EPOLLEXCLUSIVE (lesson 15).
+//!
+//! N processes share one non-blocking listening socket, each with an epoll instance of its own
+//! that watches it, each asleep in epoll_wait. One connection:
+//! - without EPOLLEXCLUSIVE wakes several of them (every instance's entry is on the listener's
+//!   wait queue, and the kernel wakes them all); one accept wins, the others get EAGAIN or,
+//!   finding the listener no longer readable, go back to sleep;
+//! - with EPOLLEXCLUSIVE wakes at least one; epoll(7) promises no more than "one or more", so
+//!   the test asserts only that, and that the connection is accepted exactly once.
+//!
+//! Wake-ups are counted by the kernel's own numbers: a child that left epoll_wait reports so on
+//! a pipe, and a child that was woken but went back to sleep has a higher
+//! `voluntary_ctxt_switches` in /proc/PID/status than before the connection.
+//!
+//! The children are forked from this multi-threaded test process, so they only make raw
+//! syscalls (epoll_create1, epoll_ctl, epoll_wait, accept, read, write, _exit) and never return
+//! into Rust code.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many processes share the listener.
+const SLEEPERS: usize = 4;
+/// The longest any step may take before the test gives up (a bound, not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(10);
+/// The tests in this file fork; one at a time, so children never inherit the other test's pipes.
+static FORKING: Mutex<()> = Mutex::new(());
+
+/// What a child writes to the report pipe: two bytes, the event and the child's index.
+const WOKE: u8 = b'W';
+const ACCEPTED: u8 = b'A';
+const AGAIN: u8 = b'E';
+
+/// What one connection did to the herd.
+struct Outcome {
+    woke: usize,
+    accepted: usize,
+    again: usize,
+    left_epoll_wait: usize,
+}
+
+#[test]
+fn without_epollexclusive_one_connection_wakes_several() {
+    let outcome = one_connection(false);
+    assert!(
+        outcome.woke >= 2,
+        "one connection woke only {} of {SLEEPERS} epoll_waits",
+        outcome.woke
+    );
+    assert_eq!(outcome.accepted, 1, "exactly one accept gets the connection");
+    assert_eq!(outcome.again, outcome.left_epoll_wait - 1);
+}
+
+#[test]
+fn with_epollexclusive_at_least_one_wakes_and_one_accepts() {
+    let outcome = one_connection(true);
+    assert!(outcome.woke >= 1, "nobody woke for the connection");
+    assert_eq!(outcome.accepted, 1, "the connection is accepted exactly once");
+    assert_eq!(outcome.again, outcome.left_epoll_wait - 1);
+}
+
+#[test]
+fn epollexclusive_is_for_add_only() {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+    let exclusive = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+    ep.add(listener.as_fd(), EpollEvent::new(exclusive, 0))
+        .expect("ADD with EPOLLEXCLUSIVE");
+    let mut event = EpollEvent::new(exclusive, 0);
+    assert_eq!(
+        ep.modify(listener.as_fd(), &mut event),
+        Err(nix::errno::Errno::EINVAL),
+        "MOD may not set EPOLLEXCLUSIVE"
+    );
+}
+
+fn one_connection(exclusive: bool) -> Outcome {
+    let _one_at_a_time = FORKING.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    listener.set_nonblocking(true).expect("O_NONBLOCK");
+    let port = listener.local_addr().expect("local_addr").port();
+    let (reports, report_end) = nix::unistd::pipe().expect("pipe");
+    let children = Children::fork(SLEEPERS, |index| {
+        epoll_wait_then_accept(listener.as_raw_fd(), report_end.as_raw_fd(), index, exclusive)
+    });
+    drop(report_end);
+
+    let waits = epoll_wait_syscalls();
+    children.wait_until_all_blocked_in(&waits);
+    let before: Vec<u64> = children.pids.iter().map(|&p| context_switches(p)).collect();
+
+    let client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    let mut events = vec![read_report(&reports)];
+    // Wait until every child has settled: exited (a loser), asleep in read (the winner, on its
+    // connection), or asleep in epoll_wait (never woken, or woken and asleep again because the
+    // connection was already taken). /proc/PID/syscall names a syscall only once the process
+    // is off the CPU, so a settled child has already counted its context switch.
+    let started = Instant::now();
+    loop {
+        let settled = (0..SLEEPERS).all(|i| {
+            children.is_zombie(i) || children.blocked_in(i, &[libc::SYS_read]) || children.blocked_in(i, &waits)
+        });
+        if settled {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the children did not settle");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while !no_report_waiting(&reports) {
+        events.push(read_report(&reports));
+    }
+
+    let returned: Vec<usize> = events.iter().filter(|e| e.0 == WOKE).map(|e| e.1).collect();
+    let woken_and_slept_again = (0..SLEEPERS)
+        .filter(|&i| !returned.contains(&i) && children.blocked_in(i, &waits))
+        .filter(|&i| context_switches(children.pids[i]) > before[i])
+        .count();
+    let outcome = Outcome {
+        woke: returned.len() + woken_and_slept_again,
+        accepted: events.iter().filter(|e| e.0 == ACCEPTED).count(),
+        again: events.iter().filter(|e| e.0 == AGAIN).count(),
+        left_epoll_wait: returned.len(),
+    };
+    eprintln!(
+        "EPOLLEXCLUSIVE {}: {} of {SLEEPERS} woke ({} left epoll_wait), {} accepted, {} got EAGAIN",
+        if exclusive { "on" } else { "off" },
+        outcome.woke,
+        outcome.left_epoll_wait,
+        outcome.accepted,
+        outcome.again
+    );
+    drop(client);
+    children.kill_and_reap();
+    outcome
+}
+
+// ---------------------------------------------------------------------------------------------
+// The children. Only raw syscalls from here to _exit.
+// ---------------------------------------------------------------------------------------------
+
+fn report(fd: RawFd, event: u8, index: usize) {
+    let record = [event, index as u8];
+    // SAFETY: `record` is a valid 2-byte buffer; write(2) is async-signal-safe.
+    unsafe { libc::write(fd, record.as_ptr().cast(), record.len()) };
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once, without running any of the parent's code.
+    unsafe { libc::_exit(code) }
+}
+
+/// An epoll instance of its own watching the shared listener; sleep in epoll_wait; report the
+/// wake-up; try accept once (the listener is non-blocking); the winner holds its connection.
+fn epoll_wait_then_accept(listener: RawFd, reports: RawFd, index: usize, exclusive: bool) -> ! {
+    // SAFETY: epoll_create1 takes only flags.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        exit_now(2);
+    }
+    let mut flags = libc::EPOLLIN as u32;
+    if exclusive {
+        flags |= libc::EPOLLEXCLUSIVE as u32;
+    }
+    let mut interest = libc::epoll_event {
+        events: flags,
+        u64: listener as u64,
+    };
+    // SAFETY: a valid epoll instance, an open listener, and a valid event to copy.
+    if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, listener, &mut interest) } != 0 {
+        exit_now(2);
+    }
+    let mut ready = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: room for one event; a negative timeout waits until the listener is readable.
+    if unsafe { libc::epoll_wait(ep, &mut ready, 1, -1) } != 1 {
+        exit_now(2);
+    }
+    report(reports, WOKE, index);
+    // SAFETY: accept with NULL address pointers is valid; the listener is O_NONBLOCK, so this
+    // never sleeps.
+    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if conn < 0 {
+        report(reports, AGAIN, index);
+        exit_now(0);
+    }
+    report(reports, ACCEPTED, index);
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
+    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    exit_now(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test's side: forking, watching /proc, reading reports, cleaning up.
+// ---------------------------------------------------------------------------------------------
+
+/// The children this test forked; any still alive when it ends (say, on a failed assertion)
+/// are killed by PID and reaped.
+struct Children {
+    pids: Vec<libc::pid_t>,
+}
+
+impl Children {
+    fn fork(count: usize, body: impl Fn(usize)) -> Children {
+        let mut children = Children { pids: Vec::new() };
+        for index in 0..count {
+            // SAFETY: the child only runs `body`, which makes raw syscalls and ends in _exit
+            // (never returning here): nothing in it needs a lock another thread might hold.
+            match unsafe { libc::fork() } {
+                -1 => panic!("fork failed"),
+                0 => {
+                    body(index);
+                    exit_now(3)
+                }
+                pid => children.pids.push(pid),
+            }
+        }
+        children
+    }
+
+    fn blocked_in(&self, index: usize, syscalls: &[i64]) -> bool {
+        let text = std::fs::read_to_string(format!("/proc/{}/syscall", self.pids[index])).unwrap_or_default();
+        let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+        number.is_some_and(|n| syscalls.contains(&n))
+    }
+
+    fn is_zombie(&self, index: usize) -> bool {
+        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pids[index])).unwrap_or_default();
+        // The state follows the command name in parentheses: "1234 (herd_epoll-...) Z ...".
+        text.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))
+    }
+
+    /// Nothing tells another process when a child has gone to sleep: look every millisecond.
+    fn wait_until_all_blocked_in(&self, syscalls: &[i64]) {
+        for index in 0..self.pids.len() {
+            let started = Instant::now();
+            while !self.blocked_in(index, syscalls) {
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "child {index} never slept in {syscalls:?}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn kill_and_reap(mut self) {
+        for pid in std::mem::take(&mut self.pids) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+/// The next report from the pipe, waiting at most [`PATIENCE`].
+fn read_report(reports: &OwnedFd) -> (u8, usize) {
+    let mut ready = [nix::poll::PollFd::new(reports.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let timeout = nix::poll::PollTimeout::try_from(PATIENCE).expect("timeout");
+    let n = nix::poll::poll(&mut ready, timeout).expect("poll");
+    assert_eq!(n, 1, "no report from the children within {PATIENCE:?}");
+    let mut record = [0u8; 2];
+    let mut pipe = std::fs::File::from(reports.try_clone().expect("dup"));
+    pipe.read_exact(&mut record).expect("read a report");
+    (record[0], usize::from(record[1]))
+}
+
+fn no_report_waiting(reports: &OwnedFd) -> bool {
+    let mut ready = [nix::poll::PollFd::new(reports.as_fd(), nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut ready, nix::poll::PollTimeout::ZERO).expect("poll") == 0
+}
+
+/// `voluntary_ctxt_switches` from /proc/PID/status: how many times the process went to sleep.
+fn context_switches(pid: libc::pid_t) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    text.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// glibc's epoll_wait may arrive as epoll_wait, epoll_pwait or epoll_pwait2.
+fn epoll_wait_syscalls() -> Vec<i64> {
+    vec![
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_pwait2,
+    ]
+}
