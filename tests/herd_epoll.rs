@@ -15,24 +15,22 @@
 //! The children are forked from this multi-threaded test process, so they only make raw
 //! syscalls (epoll_create1, epoll_ctl, epoll_wait, accept, read, write, _exit) and never return
 //! into Rust code.
+//! The plumbing on both sides (forking, the report pipe, /proc) is shared with herd.rs, in
+//! util/herd.rs.
 
-use std::io::Read;
+mod util;
+
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
+
+use util::herd::{
+    ACCEPTED, AGAIN, Children, FORKING, PATIENCE, WOKE, context_switches, exit_now, no_report_waiting, read_report,
+    report,
+};
 
 /// How many processes share the listener.
 const SLEEPERS: usize = 4;
-/// The longest any step may take before the test gives up (a bound, not a timing assertion).
-const PATIENCE: Duration = Duration::from_secs(10);
-/// The tests in this file fork; one at a time, so children never inherit the other test's pipes.
-static FORKING: Mutex<()> = Mutex::new(());
-
-/// What a child writes to the report pipe: two bytes, the event and the child's index.
-const WOKE: u8 = b'W';
-const ACCEPTED: u8 = b'A';
-const AGAIN: u8 = b'E';
 
 /// What one connection did to the herd.
 struct Outcome {
@@ -142,17 +140,6 @@ fn one_connection(exclusive: bool) -> Outcome {
 // The children. Only raw syscalls from here to _exit.
 // ---------------------------------------------------------------------------------------------
 
-fn report(fd: RawFd, event: u8, index: usize) {
-    let record = [event, index as u8];
-    // SAFETY: `record` is a valid 2-byte buffer; write(2) is async-signal-safe.
-    unsafe { libc::write(fd, record.as_ptr().cast(), record.len()) };
-}
-
-fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit ends the process at once, without running any of the parent's code.
-    unsafe { libc::_exit(code) }
-}
-
 /// An epoll instance of its own watching the shared listener; sleep in epoll_wait; report the
 /// wake-up; try accept once (the listener is non-blocking); the winner holds its connection.
 fn epoll_wait_then_accept(listener: RawFd, reports: RawFd, index: usize, exclusive: bool) -> ! {
@@ -191,105 +178,6 @@ fn epoll_wait_then_accept(listener: RawFd, reports: RawFd, index: usize, exclusi
     // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
     while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     exit_now(0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The test's side: forking, watching /proc, reading reports, cleaning up.
-// ---------------------------------------------------------------------------------------------
-
-/// The children this test forked; any still alive when it ends (say, on a failed assertion)
-/// are killed by PID and reaped.
-struct Children {
-    pids: Vec<libc::pid_t>,
-}
-
-impl Children {
-    fn fork(count: usize, body: impl Fn(usize)) -> Children {
-        let mut children = Children { pids: Vec::new() };
-        for index in 0..count {
-            // SAFETY: the child only runs `body`, which makes raw syscalls and ends in _exit
-            // (never returning here): nothing in it needs a lock another thread might hold.
-            match unsafe { libc::fork() } {
-                -1 => panic!("fork failed"),
-                0 => {
-                    body(index);
-                    exit_now(3)
-                }
-                pid => children.pids.push(pid),
-            }
-        }
-        children
-    }
-
-    fn blocked_in(&self, index: usize, syscalls: &[i64]) -> bool {
-        let text = std::fs::read_to_string(format!("/proc/{}/syscall", self.pids[index])).unwrap_or_default();
-        let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
-        number.is_some_and(|n| syscalls.contains(&n))
-    }
-
-    fn is_zombie(&self, index: usize) -> bool {
-        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pids[index])).unwrap_or_default();
-        // The state follows the command name in parentheses: "1234 (herd_epoll-...) Z ...".
-        text.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))
-    }
-
-    /// Nothing tells another process when a child has gone to sleep: look every millisecond.
-    fn wait_until_all_blocked_in(&self, syscalls: &[i64]) {
-        for index in 0..self.pids.len() {
-            let started = Instant::now();
-            while !self.blocked_in(index, syscalls) {
-                assert!(
-                    started.elapsed() < PATIENCE,
-                    "child {index} never slept in {syscalls:?}"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-
-    fn kill_and_reap(mut self) {
-        for pid in std::mem::take(&mut self.pids) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
-    }
-}
-
-/// The next report from the pipe, waiting at most [`PATIENCE`].
-fn read_report(reports: &OwnedFd) -> (u8, usize) {
-    let mut ready = [nix::poll::PollFd::new(reports.as_fd(), nix::poll::PollFlags::POLLIN)];
-    let timeout = nix::poll::PollTimeout::try_from(PATIENCE).expect("timeout");
-    let n = nix::poll::poll(&mut ready, timeout).expect("poll");
-    assert_eq!(n, 1, "no report from the children within {PATIENCE:?}");
-    let mut record = [0u8; 2];
-    let mut pipe = std::fs::File::from(reports.try_clone().expect("dup"));
-    pipe.read_exact(&mut record).expect("read a report");
-    (record[0], usize::from(record[1]))
-}
-
-fn no_report_waiting(reports: &OwnedFd) -> bool {
-    let mut ready = [nix::poll::PollFd::new(reports.as_fd(), nix::poll::PollFlags::POLLIN)];
-    nix::poll::poll(&mut ready, nix::poll::PollTimeout::ZERO).expect("poll") == 0
-}
-
-/// `voluntary_ctxt_switches` from /proc/PID/status: how many times the process went to sleep.
-fn context_switches(pid: libc::pid_t) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    text.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("voluntary_ctxt_switches")
 }
 
 /// glibc's epoll_wait may arrive as epoll_wait, epoll_pwait or epoll_pwait2.

@@ -2,40 +2,63 @@
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use socklab::chat::{self, Room};
 use socklab::lessons::LESSONS;
-use socklab::serve::{self, Options, client::Ending};
+use socklab::serve::echo::{self, Echo};
+use socklab::serve::epoll::Trigger;
+use socklab::serve::{self, Options, Service, client::Ending};
 use socklab::trace::{self, Mode, expected};
 
 const HELP: &str = "usage:
   socklab lessons      list the lessons (run one with `make lesson-N`)
   socklab normalize    read a plain trace (SOCKLAB_TRACE=plain) on stdin, print it as expected.trace holds it
-  socklab chat-server [--mux select] [--port P] [--bind ADDR] [--trace MODE]
+  socklab chat-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
                        the chat room (seed 003's Server) on 127.0.0.1:33333 unless told otherwise;
-                       --mux picks the event loop (select); the trace goes to stdout, human unless
-                       --trace or SOCKLAB_TRACE say otherwise; Ctrl-C stops it
+                       the trace goes to stdout, human unless --trace or SOCKLAB_TRACE say
+                       otherwise; Ctrl-C stops it
+  socklab echo-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
+                       each client's bytes back to it, on 127.0.0.1:33334 unless told otherwise
   socklab chat-client [--port P] [--host ADDR] [--trace MODE]
                        talk in the room: each line you type is said, `exit` or Ctrl-D leaves;
                        its trace is off unless --trace is given (SOCKLAB_TRACE is ignored), so
                        the room's lines stay readable
-  MODE is human, json, plain or off";
+  LOOP is the event loop: select (the default), poll, epoll (level-triggered) or epoll-et
+  (edge-triggered); MODE is human, json, plain or off";
 
-/// The event loops `chat-server --mux` can drive the room with.
+/// The event loops `chat-server --mux` and `echo-server --mux` can drive a service with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mux {
     Select,
+    Poll,
+    Epoll,
+    EpollEdge,
 }
 
 impl Mux {
-    const ALL: &[Mux] = &[Mux::Select];
+    const ALL: &[Mux] = &[Mux::Select, Mux::Poll, Mux::Epoll, Mux::EpollEdge];
 
     /// The word `--mux` takes.
     fn name(self) -> &'static str {
         match self {
             Mux::Select => "select",
+            Mux::Poll => "poll",
+            Mux::Epoll => "epoll",
+            Mux::EpollEdge => "epoll-et",
         }
+    }
+
+    /// Runs `service` on `listener` with this loop until killed.
+    fn serve(self, listener: impl AsFd, service: impl Service) -> Result<(), String> {
+        let options = Options::default();
+        match self {
+            Mux::Select => serve::select::serve(listener, service, &options)?,
+            Mux::Poll => serve::poll::serve(listener, service, &options)?,
+            Mux::Epoll => serve::epoll::serve(listener, service, &options, Trigger::Level)?,
+            Mux::EpollEdge => serve::epoll::serve(listener, service, &options, Trigger::Edge)?,
+        };
+        Ok(())
     }
 
     fn parse(text: &str) -> Result<Mux, String> {
@@ -91,6 +114,7 @@ fn main() {
         }
         Some("chat-server") => finish("chat-server", chat_server(rest)),
         Some("chat-client") => finish("chat-client", chat_client(rest)),
+        Some("echo-server") => finish("echo-server", echo_server(rest)),
         Some("-h" | "--help" | "help") | None => println!("{HELP}"),
         Some(other) => {
             eprintln!("socklab: unknown command {other:?}\n{HELP}");
@@ -149,29 +173,50 @@ fn parse(words: &[String], allowed: &[&str]) -> Result<Settings, Failure> {
 /// `socklab chat-server`: binds, says where on stderr, and serves until killed.
 fn chat_server(words: &[String]) -> Result<(), Failure> {
     let settings = parse(words, &["--mux", "--port", "--bind", "--trace"])?;
+    let listener = bind(
+        "chat-server",
+        "the room",
+        &settings,
+        "try `socklab chat-client {host}--port {port}` or `nc {ip} {port}`",
+    )?;
+    settings.mux.serve(&listener, Room::new(chat::utc_clock))?;
+    Ok(())
+}
+
+/// `socklab echo-server`: the same, with the echo service.
+fn echo_server(words: &[String]) -> Result<(), Failure> {
+    let mut settings = parse(words, &["--mux", "--port", "--bind", "--trace"])?;
+    if !words.iter().any(|word| word == "--port") {
+        settings.port = echo::DEFAULT_PORT;
+    }
+    let listener = bind("echo-server", "the echo server", &settings, "try `nc {ip} {port}`")?;
+    settings.mux.serve(&listener, Echo::new())?;
+    Ok(())
+}
+
+/// Sets up the trace, binds, and says on stderr where `what` listens, with `hint` (in which
+/// `{host}`, `{ip}` and `{port}` are filled in). Tests read the port from that line.
+fn bind(command: &str, what: &str, settings: &Settings, hint: &str) -> Result<OwnedFd, Failure> {
     if let Some(mode) = settings.trace {
         trace::set_mode(mode);
     }
     trace::set_actor("server");
     let listener = serve::listen(SocketAddr::new(settings.host, settings.port))?;
     let local = serve::local_addr(&listener)?;
-    let name = settings.mux.name();
     let host = if local.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST) {
         String::new()
     } else {
         format!("--host {} ", local.ip())
     };
+    let hint = hint
+        .replace("{host}", &host)
+        .replace("{ip}", &local.ip().to_string())
+        .replace("{port}", &local.port().to_string());
     eprintln!(
-        "socklab chat-server: the room listens on {local} ({name}); try `socklab chat-client {host}--port {port}` \
-         or `nc {ip} {port}`; Ctrl-C stops it",
-        port = local.port(),
-        ip = local.ip()
+        "socklab {command}: {what} listens on {local} ({name}); {hint}; Ctrl-C stops it",
+        name = settings.mux.name(),
     );
-    let room = Room::new(chat::utc_clock);
-    match settings.mux {
-        Mux::Select => serve::select::serve(&listener, room, &Options::default())?,
-    };
-    Ok(())
+    Ok(listener)
 }
 
 /// `socklab chat-client`: the room's lines on stdout, what you type sent line by line.

@@ -2,6 +2,9 @@
 //! ([`crate::chat`]) decides what the bytes mean.
 //!
 //! - `select`: the room on select(2), as seed 003's `Server.run` does it (lesson 11);
+//! - `poll`: the room on poll(2): one array of {fd, events}, no FD_SETSIZE limit (lesson 13);
+//! - `epoll`: the room on epoll(7), level- or edge-triggered (lessons 14 and 15);
+//! - `echo`: the echo service, each client's bytes back to it, for any of those loops;
 //! - `client`: the chat client, which watches stdin and its socket with one select.
 //!
 //! Every loop does the same four things, so they live here for poll and epoll to share:
@@ -9,11 +12,17 @@
 //! [`Chat::read`] hands a client's bytes to the room; [`Chat::flush`] writes what the room
 //! queued for a client. A loop only decides *when* each of them is worth calling.
 //!
+//! What a loop drives is a [`Service`]: the chat [`Room`], or [`echo::Echo`]. Neither touches a
+//! socket, so every loop can serve either.
+//!
 //! A client's id in the room is its descriptor number: unique while the client is connected,
 //! and the number a learner sees in the trace. The kernel reuses a number once it is closed,
 //! and so may the room ([`crate::chat::ClientId`]).
 
 pub mod client;
+pub mod echo;
+pub mod epoll;
+pub mod poll;
 pub mod select;
 
 use std::collections::BTreeMap;
@@ -23,7 +32,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt};
 
-use crate::chat::{ClientId, Room};
+use crate::chat::{ClientId, CloseReason, Room};
 use crate::lessons::Context;
 use crate::sys::{self, Errno};
 use crate::trace;
@@ -66,7 +75,7 @@ impl Default for Options {
 
 impl Options {
     /// Whether a loop that has waited `iterations` times should stop now.
-    pub fn done(&self, iterations: u64, chat: &Chat) -> bool {
+    pub fn done<S: Service>(&self, iterations: u64, chat: &Chat<S>) -> bool {
         self.max_iterations.is_some_and(|most| iterations >= most)
             || (self.until_empty && chat.served() > 0 && chat.is_empty())
     }
@@ -128,16 +137,73 @@ fn inet_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     }
 }
 
-/// The room and the sockets of the people in it. Every method leaves the two in step: when
-/// the room lets a client go, its socket is closed before the method returns.
-pub struct Chat {
-    room: Room,
+/// What a loop serves, with no I/O in it: events in ([`Service::join`], [`Service::received`],
+/// [`Service::eof`], [`Service::failed`], [`Service::wrote`]), bytes to send
+/// ([`Service::pending`]) and clients to close ([`Service::take_closes`]) out. The chat
+/// [`Room`] is one; [`echo::Echo`] is another.
+pub trait Service {
+    /// A client connected from `peer`.
+    fn join(&mut self, id: ClientId, peer: SocketAddr);
+    /// Bytes arrived from a client.
+    fn received(&mut self, id: ClientId, bytes: &[u8]);
+    /// The client closed its side (recv returned 0).
+    fn eof(&mut self, id: ClientId);
+    /// The client's socket failed, or the loop saw trouble on it.
+    fn failed(&mut self, id: ClientId);
+    /// The loop wrote the first `n` bytes of [`Service::pending`].
+    fn wrote(&mut self, id: ClientId, n: usize);
+    /// The bytes waiting to be written to the client, oldest first.
+    fn pending(&self, id: ClientId) -> &[u8];
+    /// Whether the loop should watch the client for input (the room: always).
+    fn wants_read(&self, _id: ClientId) -> bool {
+        true
+    }
+    /// Whether input from one client can queue output for others, as the room's broadcast
+    /// does. When false, a loop need only look at the clients it handled for new output.
+    fn queues_for_others(&self) -> bool {
+        true
+    }
+    /// The clients to close now, each once, with the reason.
+    fn take_closes(&mut self) -> Vec<(ClientId, CloseReason)>;
+}
+
+impl Service for Room {
+    fn join(&mut self, id: ClientId, peer: SocketAddr) {
+        Room::join(self, id, peer);
+    }
+    fn received(&mut self, id: ClientId, bytes: &[u8]) {
+        Room::received(self, id, bytes);
+    }
+    fn eof(&mut self, id: ClientId) {
+        Room::eof(self, id);
+    }
+    fn failed(&mut self, id: ClientId) {
+        Room::failed(self, id);
+    }
+    fn wrote(&mut self, id: ClientId, n: usize) {
+        Room::wrote(self, id, n);
+    }
+    fn pending(&self, id: ClientId) -> &[u8] {
+        Room::pending(self, id)
+    }
+    fn take_closes(&mut self) -> Vec<(ClientId, CloseReason)> {
+        Room::take_closes(self)
+    }
+}
+
+/// The room (or another [`Service`]) and the sockets of the people in it. Every method leaves
+/// the two in step: when the room lets a client go, its socket is closed before the method
+/// returns, or, after [`Chat::keep_departed`], handed to the loop to close.
+pub struct Chat<S: Service = Room> {
+    room: S,
     sockets: BTreeMap<ClientId, OwnedFd>,
     served: u64,
     /// A descriptor held in reserve (a dup of the listener). When accept4 fails with EMFILE
     /// the connection stays queued and the listener stays readable, so a loop would wake for
     /// it forever; closing the spare frees one slot to accept it and turn it away politely.
     spare: Option<OwnedFd>,
+    /// Sockets the room let go, still open, when the loop closes them itself (epoll).
+    departed: Option<Vec<(ClientId, OwnedFd)>>,
 }
 
 /// A client's id: its descriptor number.
@@ -145,14 +211,27 @@ fn id_of(socket: &OwnedFd) -> ClientId {
     socket.as_raw_fd() as ClientId
 }
 
-impl Chat {
-    pub fn new(room: Room) -> Chat {
+impl<S: Service> Chat<S> {
+    pub fn new(room: S) -> Chat<S> {
         Chat {
             room,
             sockets: BTreeMap::new(),
             served: 0,
             spare: None,
+            departed: None,
         }
+    }
+
+    /// From now on a departing client's socket is not closed here but kept, open, until the
+    /// loop takes it with [`Chat::take_departed`]: epoll removes it from its interest list
+    /// first. Kept open, its number cannot be handed out again by accept4 in the meantime.
+    pub fn keep_departed(&mut self) {
+        self.departed.get_or_insert_with(Vec::new);
+    }
+
+    /// The sockets of the clients that left since the last call, for the loop to close.
+    pub fn take_departed(&mut self) -> Vec<(ClientId, OwnedFd)> {
+        self.departed.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Every connected client and its socket, in id order.
@@ -160,9 +239,25 @@ impl Chat {
         self.sockets.iter().map(|(&id, socket)| (id, socket.as_fd()))
     }
 
+    /// Whether one client's input can queue output for others ([`Service::queues_for_others`]).
+    pub fn queues_for_others(&self) -> bool {
+        self.room.queues_for_others()
+    }
+
+    /// One client's socket, if it is still connected.
+    pub fn socket(&self, id: ClientId) -> Option<BorrowedFd<'_>> {
+        self.sockets.get(&id).map(|socket| socket.as_fd())
+    }
+
     /// True only while output waits for the client: the only time to ask for writability.
     pub fn wants_write(&self, id: ClientId) -> bool {
-        self.room.wants_write(id)
+        !self.room.pending(id).is_empty()
+    }
+
+    /// False once the service reads nothing more from the client (echo, after end-of-file,
+    /// while it sends the rest): a loop stops asking for readability then.
+    pub fn wants_read(&self, id: ClientId) -> bool {
+        self.room.wants_read(id)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -236,7 +331,13 @@ impl Chat {
                 return Progress::Drained; // it left while we read
             };
             match sys::recv(socket, &mut buf, MsgFlags::empty()) {
-                Ok(0) => self.room.eof(id),
+                Ok(0) => {
+                    // End-of-file is final: nothing more will come, so this is as drained as
+                    // EAGAIN (and an edge-triggered loop must not come back for more).
+                    self.room.eof(id);
+                    self.close_departed();
+                    return Progress::Drained;
+                }
                 Ok(n) => self.room.received(id, &buf[..n]),
                 Err(Errno::EAGAIN) => return Progress::Drained,
                 Err(Errno::EINTR) => continue,
@@ -281,7 +382,10 @@ impl Chat {
 
     /// Closes every client's socket: the loop is stopping. Queued output is lost.
     pub fn close_all(&mut self) {
-        for (_, socket) in std::mem::take(&mut self.sockets) {
+        for (_, socket) in std::mem::take(&mut self.sockets)
+            .into_iter()
+            .chain(self.take_departed())
+        {
             let _ = sys::close(socket);
         }
         if let Some(spare) = self.spare.take() {
@@ -294,7 +398,12 @@ impl Chat {
         for (id, why) in self.room.take_closes() {
             if let Some(socket) = self.sockets.remove(&id) {
                 trace::say(format!("client {id} goes: {why}"));
-                let _ = sys::close(socket);
+                match &mut self.departed {
+                    Some(departed) => departed.push((id, socket)),
+                    None => {
+                        let _ = sys::close(socket);
+                    }
+                }
             }
         }
     }

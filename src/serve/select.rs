@@ -2,7 +2,8 @@
 //! `Server.run` passes `inputs`, `outputs` and `inputs` again to `select.select`.
 //!
 //! One iteration:
-//! 1. build the sets: read = the listener and every client; write = only the clients with
+//! 1. build the sets: read = the listener and every client (that the service still reads
+//!    from: the echo service stops at end-of-file); write = only the clients with
 //!    output waiting (an idle socket is almost always writable and would wake us for
 //!    nothing); except = every client;
 //! 2. select, with the timeout set again (select rewrites it with the time left);
@@ -16,19 +17,19 @@ use std::time::Duration;
 
 use nix::sys::select::FdSet;
 
-use super::{Chat, Options, Summary};
-use crate::chat::{ClientId, Room};
+use super::{Chat, Options, Service, Summary};
+use crate::chat::ClientId;
 use crate::sys::{Errno, select};
 use crate::trace;
 
-/// Runs the room on `listener` (non-blocking, listening: see [`super::listen`]) until
-/// `options` says stop. Every client socket is closed on the way out; the listener is the
-/// caller's.
+/// Runs the room (or any [`Service`]) on `listener` (non-blocking, listening: see
+/// [`super::listen`]) until `options` says stop. Every client socket is closed on the way out;
+/// the listener is the caller's.
 ///
 /// # Errors
 /// A select that fails other than with `EINTR` (a signal: ask again), or a listener
 /// select cannot watch.
-pub fn serve(listener: impl AsFd, room: Room, options: &Options) -> Result<Summary, String> {
+pub fn serve<S: Service>(listener: impl AsFd, room: S, options: &Options) -> Result<Summary, String> {
     let listener = listener.as_fd();
     if !select::fits(listener) {
         return Err(format!(
@@ -86,13 +87,15 @@ struct Ready {
 }
 
 /// Builds the three sets, waits at most `tick`, and says which descriptors are ready.
-fn wait(listener: BorrowedFd<'_>, chat: &Chat, tick: Duration) -> nix::Result<Ready> {
+fn wait<S: Service>(listener: BorrowedFd<'_>, chat: &Chat<S>, tick: Duration) -> nix::Result<Ready> {
     let mut read = FdSet::new();
     let mut write = FdSet::new();
     let mut except = FdSet::new();
     read.insert(listener);
     for (id, socket) in chat.sockets() {
-        read.insert(socket);
+        if chat.wants_read(id) {
+            read.insert(socket);
+        }
         except.insert(socket);
         if chat.wants_write(id) {
             write.insert(socket);

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: finding the lesson programs, running them with a
 //! deadline, free ports on loopback, and the real peers (nc, socat, python3).
 #![allow(dead_code)]
+pub mod herd;
 
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
