@@ -10,6 +10,7 @@
 //!   make lesson-13                                  the demo: one server process, one client process
 //!   make lesson-13 ARGS="server --port 7000"        a poll echo server for `nc 127.0.0.1 7000`
 //!   make lesson-13 ARGS="client --port 7000 hi"     our client against a server you started
+//!   make lesson-13 ARGS="server chat --port 7000"   the chat room of lesson 11, on poll
 //!
 //! The server is this process's only thread, so its descriptor numbers are deterministic and a
 //! number it closes stays closed: that is what lets the demo poll a closed number on purpose.
@@ -20,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType, sockopt};
+use socklab::chat::{self, Room};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::poll::{poll, raw_revents};
-use socklab::{sys, trace};
+use socklab::{serve, sys, trace};
 
 /// Where `server` mode listens unless given `--port`.
 const DEFAULT_PORT: u16 = 13000;
@@ -57,6 +59,20 @@ fn run(args: Args) -> Outcome {
         Role::Demo => {
             trace::set_actor("server");
             demo()
+        }
+        Role::Server if args.rest.iter().any(|word| word == "chat") => {
+            trace::set_actor("server");
+            let listener = serve::listen(args.addr())?;
+            trace::say(format!(
+                "the chat room listens on {} (poll); try: socklab chat-client --port {}, or nc {} {}",
+                args.addr(),
+                args.port,
+                args.host,
+                args.port
+            ));
+            serve::poll::serve(&listener, Room::new(chat::utc_clock), &serve::Options::default())?;
+            sys::close(listener).context("close")?;
+            Ok(())
         }
         Role::Server => {
             trace::set_actor("server");
