@@ -15,7 +15,9 @@ expected-%:
 lessons:
 	@$(CARGO) run -q --bin socklab -- lessons
 
+# The tests run the lesson programs: build them (as programs, not test harnesses) first.
 test:
+	$(CARGO) build --examples --bins
 	$(CARGO) test --all-targets -- --test-threads=2
 
 lint:
