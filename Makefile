@@ -18,7 +18,7 @@ lessons:
 # The tests run the lesson programs: build them (as programs, not test harnesses) first.
 test:
 	$(CARGO) build --examples --bins
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
 lint:
 	$(CARGO) fmt --all -- --check
