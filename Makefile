@@ -15,8 +15,9 @@ expected-%:
 lessons:
 	@$(CARGO) run -q --bin socklab -- lessons
 
-# The tests run the lesson programs: build them (as programs, not test harnesses) first.
-test:
+# The tests use real peers (deps) and run the lesson programs: build those (as programs, not
+# test harnesses) first.
+test: deps
 	$(CARGO) build --examples --bins
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
