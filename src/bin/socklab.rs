@@ -99,7 +99,7 @@ fn main() {
         Some("lessons") => {
             for lesson in LESSONS {
                 println!(
-                    "make lesson-{:<2}  {:<20} {}",
+                    "make lesson-{:<2}  {:<22} {}",
                     lesson.number, lesson.slug, lesson.summary
                 );
             }
