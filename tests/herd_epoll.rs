@@ -22,11 +22,9 @@ mod util;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::{Duration, Instant};
 
 use util::herd::{
-    ACCEPTED, AGAIN, Children, FORKING, PATIENCE, WOKE, context_switches, exit_now, no_report_waiting, read_report,
-    report,
+    ACCEPTED, AGAIN, Children, FORKING, WOKE, context_switches, exit_now, no_report_waiting, read_report, report,
 };
 
 /// How many processes share the listener.
@@ -93,32 +91,15 @@ fn one_connection(exclusive: bool) -> Outcome {
 
     let client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     let mut events = vec![read_report(&reports)];
-    // Wait until every child has settled: exited (a loser), asleep in read (the winner, on its
-    // connection), or asleep in epoll_wait (never woken, or woken and asleep again because the
-    // connection was already taken). /proc/PID/syscall names a syscall only once the process
-    // is off the CPU, so a settled child has already counted its context switch.
-    let started = Instant::now();
-    loop {
-        let settled = (0..SLEEPERS).all(|i| {
-            children.is_zombie(i) || children.blocked_in(i, &[libc::SYS_read]) || children.blocked_in(i, &waits)
-        });
-        if settled {
-            break;
-        }
-        assert!(started.elapsed() < PATIENCE, "the children did not settle");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    children.wait_until_settled(&waits);
     while !no_report_waiting(&reports) {
         events.push(read_report(&reports));
     }
 
     let returned: Vec<usize> = events.iter().filter(|e| e.0 == WOKE).map(|e| e.1).collect();
-    let woken_and_slept_again = (0..SLEEPERS)
-        .filter(|&i| !returned.contains(&i) && children.blocked_in(i, &waits))
-        .filter(|&i| context_switches(children.pids[i]) > before[i])
-        .count();
+    let woke = children.woken(&returned, &waits, &before);
     let outcome = Outcome {
-        woke: returned.len() + woken_and_slept_again,
+        woke,
         accepted: events.iter().filter(|e| e.0 == ACCEPTED).count(),
         again: events.iter().filter(|e| e.0 == AGAIN).count(),
         left_epoll_wait: returned.len(),

@@ -94,6 +94,35 @@ impl Children {
         }
     }
 
+    /// Waits until every child has settled after a connection: exited (a loser), asleep in read
+    /// (the winner, on its connection), or asleep in `waits` again (never woken, or woken and
+    /// back to sleep because the connection was already taken). /proc/PID/syscall names a
+    /// syscall only once the process is off the CPU, so a settled child has already counted
+    /// its context switch.
+    pub fn wait_until_settled(&self, waits: &[i64]) {
+        let started = Instant::now();
+        loop {
+            let settled = (0..self.pids.len())
+                .all(|i| self.is_zombie(i) || self.blocked_in(i, &[libc::SYS_read]) || self.blocked_in(i, waits));
+            if settled {
+                return;
+            }
+            assert!(started.elapsed() < PATIENCE, "the children did not settle");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// How many children woke for the connection: those that reported returning from their
+    /// wait (`returned`), plus those asleep in `waits` again whose context switches grew since
+    /// `before` (woken, found nothing, slept again without returning to user space).
+    pub fn woken(&self, returned: &[usize], waits: &[i64], before: &[u64]) -> usize {
+        let woken_and_slept_again = (0..self.pids.len())
+            .filter(|&i| !returned.contains(&i) && self.blocked_in(i, waits))
+            .filter(|&i| context_switches(self.pids[i]) > before[i])
+            .count();
+        returned.len() + woken_and_slept_again
+    }
+
     pub fn reap_all_exited_zero(mut self) {
         for pid in std::mem::take(&mut self.pids) {
             let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("waitpid");
