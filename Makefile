@@ -9,8 +9,8 @@ lesson-%:
 	@$(CARGO) run -q --example lesson-$(call two_digits,$*) -- $(ARGS)
 
 expected-%:
-	$(CARGO) build -q --examples --bin socklab
-	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) | ./target/debug/socklab normalize > $(wildcard lessons/$(call two_digits,$*)-*)/expected.trace
+	$(CARGO) build -q --example lesson-$(call two_digits,$*)
+	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) > $(wildcard lessons/$(call two_digits,$*)-*)/expected.trace
 
 lessons:
 	@$(CARGO) run -q --bin socklab -- lessons

@@ -157,7 +157,8 @@ pub const USAGE: &str =
 
 /// Starts this same lesson program again as a separate process, in `role` with `words`,
 /// named `actor` in the trace: how a demo runs its clients, as a learner would in a second
-/// terminal. The child writes its trace to the same stdout, in the same mode, on the same clock.
+/// terminal. The child inherits stdout and the trace mode: in a demo, its events go to the
+/// demo's collector with everyone else's. Starting it is plumbing, not the lesson (staged).
 ///
 /// # Errors
 /// When the program cannot be started.
@@ -168,9 +169,8 @@ pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std:
         .arg(role)
         .args(["--port", &port.to_string(), "--actor", actor])
         .args(words);
-    command.env("SOCKLAB_TRACE", trace::mode().name());
-    command.env(trace::CLOCK_ENV, trace::clock_origin().to_string());
-    command.spawn()
+    command.env(trace::TRACE_ENV, trace::mode().name());
+    trace::stage(|| command.spawn())
 }
 
 /// Runs [`spawn_process`] and waits for it; a child that fails fails the demo.
@@ -179,7 +179,7 @@ pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std:
 /// When the child cannot start or does not exit with status 0.
 pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result<(), String> {
     let status = spawn_process(actor, role, port, words)
-        .and_then(|mut child| child.wait())
+        .and_then(|mut child| trace::stage(|| child.wait()))
         .map_err(|e| format!("{actor}: {e}"))?;
     if status.success() {
         Ok(())
@@ -272,6 +272,10 @@ fn close_inherited_descriptors() {
 
 /// A lesson's `fn main`: parse the arguments, run, and turn an error into one line on
 /// stderr with exit status 1 (2 for a bad argument), never a panic.
+///
+/// A demo with tracing on does not run here: this process becomes the demo's collector
+/// (`trace::collect`), which runs the program again, gathers the events of every process of
+/// the demo, and prints them in the order they happened.
 pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
     close_inherited_descriptors();
     let words: Vec<String> = std::env::args().skip(1).collect();
@@ -284,7 +288,12 @@ pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
             std::process::exit(2);
         }
     };
-    if let Err(error) = run(args) {
+    if args.role == Role::Demo && trace::mode().prints() {
+        std::process::exit(trace::collect(trace::mode()));
+    }
+    let outcome = run(args);
+    trace::finish();
+    if let Err(error) = outcome {
         eprintln!("{program}: {error}");
         std::process::exit(1);
     }

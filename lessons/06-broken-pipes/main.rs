@@ -264,7 +264,7 @@ fn child_replies(conn: OwnedFd, ending: Ending) -> Result<(), String> {
     if ending == Ending::DefaultAction {
         trace::say(
             "send again with flags 0: the kernel fails it with EPIPE and raises SIGPIPE, whose default \
-             action ends this process before sendto returns, so no line for it follows",
+             action ends this process before sendto returns: its line never gets a result (= ?)",
         );
         let result = sys::send(&conn, REPLY, flags);
         return Err(format!(

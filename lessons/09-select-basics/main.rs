@@ -173,7 +173,6 @@ fn type_into_a_reader() -> Outcome {
     let mut reader = Command::new(program)
         .args(["stdin", "--actor", "reader"])
         .env("SOCKLAB_TRACE", trace::mode().name())
-        .env(trace::CLOCK_ENV, trace::clock_origin().to_string())
         .stdin(Stdio::piped())
         .spawn()
         .context("starting the reader")?;

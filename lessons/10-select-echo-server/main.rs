@@ -284,7 +284,6 @@ impl Typist {
         let child = Command::new(program)
             .args(["client", "--port", &port.to_string(), "--actor", name])
             .env("SOCKLAB_TRACE", trace::mode().name())
-            .env(trace::CLOCK_ENV, trace::clock_origin().to_string())
             .stdin(Stdio::from(reader))
             .spawn()
             .context(format!("starting {name}"))?;

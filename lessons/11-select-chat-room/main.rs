@@ -225,7 +225,8 @@ fn demo() -> Outcome {
     Ok(())
 }
 
-/// The demo's descriptors start here, out of the way of the server's numbers.
+/// The demo's descriptors start here, out of the way of the server's numbers. All of the
+/// terminals' work is a stage (`trace::stage`): plumbing, not the lesson.
 const PLUMBING_FDS: RawFd = 64;
 
 /// Moves a descriptor to the lowest free number from [`PLUMBING_FDS`] up (and closes the old one).
@@ -248,15 +249,17 @@ struct Terminal {
 
 impl Terminal {
     fn new(name: &'static str) -> Result<Terminal, String> {
-        let (ours, theirs) = UnixStream::pair().context("socketpair")?;
-        let ours = UnixStream::from(out_of_the_way(OwnedFd::from(ours))?);
-        let theirs = out_of_the_way(OwnedFd::from(theirs))?;
-        Ok(Terminal {
-            name,
-            ours,
-            theirs: Some(theirs),
-            child: None,
-            unread: Vec::new(),
+        trace::stage(|| {
+            let (ours, theirs) = UnixStream::pair().context("socketpair")?;
+            let ours = UnixStream::from(out_of_the_way(OwnedFd::from(ours))?);
+            let theirs = out_of_the_way(OwnedFd::from(theirs))?;
+            Ok(Terminal {
+                name,
+                ours,
+                theirs: Some(theirs),
+                child: None,
+                unread: Vec::new(),
+            })
         })
     }
 
@@ -273,26 +276,36 @@ impl Terminal {
             self.name
         ));
         let program = std::env::current_exe().context("finding this program")?;
-        let child = Command::new(program)
-            .args(["client", "--port", &port.to_string(), "--actor", self.name, words])
-            .env("SOCKLAB_TRACE", trace::mode().name())
-            .env(trace::CLOCK_ENV, trace::clock_origin().to_string())
-            .stdin(Stdio::from(theirs))
-            .spawn()
-            .context(format!("starting {}", self.name))?;
+        let child = trace::stage(|| {
+            Command::new(program)
+                .args(["client", "--port", &port.to_string(), "--actor", self.name, words])
+                .env(trace::TRACE_ENV, trace::mode().name())
+                .stdin(Stdio::from(theirs))
+                .spawn()
+        })
+        .context(format!("starting {}", self.name))?;
         self.child = Some(child);
         Ok(())
     }
 
     fn types(&mut self, text: &str) -> Result<(), String> {
         trace::say(format!("types {text:?} at {}", self.name));
-        self.ours
-            .write_all(text.as_bytes())
-            .context(format!("typing at {}", self.name))
+        trace::stage(|| self.ours.write_all(text.as_bytes())).context(format!("typing at {}", self.name))
     }
 
     /// Waits for the screen's next whole line, says what it is, and checks it holds `want`.
     fn sees(&mut self, want: &str) -> Result<(), String> {
+        let line = trace::stage(|| self.next_line(want))?;
+        trace::say(format!("{}'s screen: {line}", self.name));
+        if line.contains(want) {
+            Ok(())
+        } else {
+            Err(format!("{}'s screen showed {line:?}, not {want:?}", self.name))
+        }
+    }
+
+    /// The screen's next whole line, waited for (bounded).
+    fn next_line(&mut self, want: &str) -> Result<String, String> {
         let deadline = Instant::now() + PATIENCE;
         while !self.unread.contains(&b'\n') {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -311,45 +324,43 @@ impl Terminal {
         }
         let end = self.unread.iter().position(|&b| b == b'\n').unwrap_or(0);
         let line: Vec<u8> = self.unread.drain(..=end).collect();
-        let line = String::from_utf8_lossy(&line[..end]).into_owned();
-        trace::say(format!("{}'s screen: {line}", self.name));
-        if line.contains(want) {
-            Ok(())
-        } else {
-            Err(format!("{}'s screen showed {line:?}, not {want:?}", self.name))
-        }
+        Ok(String::from_utf8_lossy(&line[..end]).into_owned())
     }
 
     /// Like Ctrl-D in a terminal: the client's next read of its stdin returns 0.
     fn presses_ctrl_d(&mut self) {
         trace::say(format!("presses Ctrl-D at {}", self.name));
-        let _ = self.ours.shutdown(std::net::Shutdown::Write);
+        let _ = trace::stage(|| self.ours.shutdown(std::net::Shutdown::Write));
     }
 
     /// The terminal goes away (for the vanisher, the signal to crash).
     fn closes(&mut self) {
         trace::say(format!("closes {}'s terminal", self.name));
-        let _ = self.ours.shutdown(std::net::Shutdown::Both);
+        let _ = trace::stage(|| self.ours.shutdown(std::net::Shutdown::Both));
     }
 
     /// Waits (bounded) for the client to exit, and fails the demo unless it exited with 0.
     fn ends(&mut self) -> Result<(), String> {
         let mut child = self.child.take().ok_or("that client never started")?;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().context(format!("waiting for {}", self.name))? {
-                if !status.success() {
-                    return Err(format!("{} ended with {status}", self.name));
+        let name = self.name;
+        let status = trace::stage(|| {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                if let Some(status) = child.try_wait().context(format!("waiting for {name}"))? {
+                    return Ok(status);
                 }
-                trace::say(format!("{} has ended", self.name));
-                return Ok(());
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("{name} did not end within {PATIENCE:?}; killed it"));
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{} did not end within {PATIENCE:?}; killed it", self.name));
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        })?;
+        if !status.success() {
+            return Err(format!("{name} ended with {status}"));
         }
+        trace::say(format!("{name} has ended"));
+        Ok(())
     }
 }

@@ -1,6 +1,5 @@
-//! The socklab command: the lesson list, trace normalising, and the chat room's server and client.
+//! The socklab command: the lesson list, and the chat room's server and client.
 
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -9,11 +8,10 @@ use socklab::lessons::LESSONS;
 use socklab::serve::echo::{self, Echo};
 use socklab::serve::epoll::Trigger;
 use socklab::serve::{self, Options, Service, client::Ending};
-use socklab::trace::{self, Mode, expected};
+use socklab::trace::{self, Mode};
 
 const HELP: &str = "usage:
   socklab lessons      list the lessons (run one with `make lesson-N`)
-  socklab normalize    read a plain trace (SOCKLAB_TRACE=plain) on stdin, print it as expected.trace holds it
   socklab chat-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
                        the chat room (seed 003's Server) on 127.0.0.1:33333 unless told otherwise;
                        the trace goes to stdout, human unless --trace or SOCKLAB_TRACE say
@@ -104,14 +102,6 @@ fn main() {
                 );
             }
         }
-        Some("normalize") => {
-            let mut trace = String::new();
-            if let Err(error) = std::io::stdin().read_to_string(&mut trace) {
-                eprintln!("socklab normalize: reading stdin: {error}");
-                std::process::exit(1);
-            }
-            print!("{}", expected::normalize_trace(&trace));
-        }
         Some("chat-server") => finish("chat-server", chat_server(rest)),
         Some("chat-client") => finish("chat-client", chat_client(rest)),
         Some("echo-server") => finish("echo-server", echo_server(rest)),
@@ -123,8 +113,10 @@ fn main() {
     }
 }
 
-/// Turns a failure into one line on stderr and its exit status.
+/// Prints what the trace holds, then turns a failure into one line on stderr and its exit
+/// status.
 fn finish(command: &str, outcome: Result<(), Failure>) {
+    trace::finish();
     match outcome {
         Ok(()) => {}
         Err(Failure::Usage(message)) => {

@@ -5,10 +5,10 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
 
 use super::raw;
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
 /// strace's names for epoll event bits, in its order.
-pub const EPOLL_FLAGS: &[(i64, &str)] = &[
+pub const EPOLL_FLAGS: &trace::pieces::FlagTable = &[
     (libc::EPOLLIN as i64, "EPOLLIN"),
     (libc::EPOLLPRI as i64, "EPOLLPRI"),
     (libc::EPOLLOUT as i64, "EPOLLOUT"),
@@ -37,6 +37,10 @@ fn show_event(event: &EpollEvent) -> String {
     )
 }
 
+fn epoll_fd(ep: &Epoll) -> i32 {
+    ep.0.as_raw_fd()
+}
+
 /// `epoll_create1(flags)`: a new epoll instance, itself a descriptor.
 ///
 /// # Errors
@@ -45,15 +49,13 @@ fn show_event(event: &EpollEvent) -> String {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/epoll_create1.2.html>
 pub fn epoll_create1(flags: EpollCreateFlags) -> nix::Result<Epoll> {
-    let shown = if flags.is_empty() {
-        "0".to_string()
-    } else {
-        "EPOLL_CLOEXEC".to_string()
-    };
-    let call = trace::enter("epoll_create1", || vec![shown]);
-    let result = Epoll::new(flags);
-    call.exit(&result, Vec::new, |ep| ep.0.as_raw_fd().to_string());
-    result
+    let shown = if flags.is_empty() { "0" } else { "EPOLL_CLOEXEC" };
+    trace::syscall(
+        &Spec::new("epoll_create1"),
+        || Args::new().text(shown),
+        || Epoll::new(flags),
+        |result| Finish::with(result, |ep| vec![Piece::Fd(epoll_fd(ep))]),
+    )
 }
 
 fn ctl(
@@ -63,13 +65,15 @@ fn ctl(
     event: Option<EpollEvent>,
     run: impl FnOnce() -> nix::Result<()>,
 ) -> nix::Result<()> {
-    let call = trace::enter("epoll_ctl", || {
-        let shown = event.as_ref().map_or_else(|| "NULL".into(), show_event);
-        vec![ep.0.as_raw_fd().to_string(), op.into(), fd.to_string(), shown]
-    });
-    let result = run();
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("epoll_ctl"),
+        || {
+            let shown = event.as_ref().map_or_else(|| "NULL".into(), show_event);
+            Args::new().fd(epoll_fd(ep)).text(op.to_string()).fd(fd).text(shown)
+        },
+        run,
+        Finish::of,
+    )
 }
 
 /// `epoll_ctl(ep, EPOLL_CTL_ADD, fd, event)`: adds `fd` to the interest list.
@@ -118,18 +122,20 @@ pub fn epoll_ctl_del(ep: &Epoll, fd: impl AsFd) -> nix::Result<()> {
 /// <https://man7.org/linux/man-pages/man2/epoll_wait.2.html>
 pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout: EpollTimeout) -> nix::Result<usize> {
     let millis = i32::from(timeout);
-    let max = events.len();
-    let call = trace::enter_filling("epoll_wait", || vec![ep.0.as_raw_fd().to_string()]);
-    let result = ep.wait(events, timeout);
-    call.exit_num(&result, || {
-        let ready = match &result {
-            Ok(n) => format!(
-                "[{}]",
-                events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")
-            ),
-            Err(_) => render::pointer(events.as_ptr()),
-        };
-        vec![ready, max.to_string(), millis.to_string()]
-    });
-    result
+    trace::syscall_into(
+        &Spec::new("epoll_wait").fills(),
+        events,
+        |_| Args::new().fd(epoll_fd(ep)),
+        |events| ep.wait(events, timeout),
+        |events, result| {
+            let ready = match result {
+                Ok(n) => Args::new().text(format!(
+                    "[{}]",
+                    events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")
+                )),
+                Err(_) => Args::new().pointer(events.as_ptr()),
+            };
+            Finish::of(result).args(ready.int(events.len() as i64).int(millis))
+        },
+    )
 }

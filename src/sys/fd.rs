@@ -6,7 +6,7 @@ use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::resource::{Resource, getrlimit as nix_getrlimit, setrlimit as nix_setrlimit};
 
 use super::raw;
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Piece, Spec, context, render};
 
 /// `close(fd)`: gives the descriptor back. Takes the `OwnedFd`, so it cannot be closed twice.
 ///
@@ -17,13 +17,16 @@ use crate::trace::{self, render};
 /// <https://man7.org/linux/man-pages/man2/close.2.html>
 pub fn close(fd: OwnedFd) -> nix::Result<()> {
     let number = raw(&fd);
-    let call = trace::enter("close", || vec![number.to_string()]);
-    let result = nix::unistd::close(fd.into_raw_fd());
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("close"),
+        || Args::new().fd(number),
+        || nix::unistd::close(fd.into_raw_fd()),
+        // What closing does depends on what the descriptor was: FIN, a reset queue, nothing.
+        |result| Finish::of(result).noted_as(context::table().closed(number)),
+    )
 }
 
-const OPEN_FLAGS: &[(i64, &str)] = &[
+const OPEN_FLAGS: &trace::pieces::FlagTable = &[
     (libc::O_APPEND as i64, "O_APPEND"),
     (libc::O_NONBLOCK as i64, "O_NONBLOCK"),
     (libc::O_DSYNC as i64, "O_DSYNC"),
@@ -56,12 +59,17 @@ fn open_flags(bits: i32) -> String {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
 pub fn fcntl_getfl(fd: impl AsFd) -> nix::Result<OFlag> {
-    let call = trace::enter("fcntl", || vec![raw(&fd).to_string(), "F_GETFL".into()]);
-    let result = nix::fcntl::fcntl(&fd, FcntlArg::F_GETFL);
-    call.exit(&result, Vec::new, |bits| {
-        format!("{bits:#x} (flags {})", open_flags(*bits))
-    });
-    result.map(OFlag::from_bits_truncate)
+    trace::syscall(
+        &Spec::new("fcntl"),
+        || Args::new().fd(raw(&fd)).text("F_GETFL"),
+        || nix::fcntl::fcntl(&fd, FcntlArg::F_GETFL),
+        |result| {
+            Finish::with(result, |bits| {
+                vec![Piece::text(format!("{bits:#x} (flags {})", open_flags(*bits)))]
+            })
+        },
+    )
+    .map(OFlag::from_bits_truncate)
 }
 
 /// `fcntl(fd, F_SETFL, flags)`: replaces the file status flags.
@@ -72,12 +80,12 @@ pub fn fcntl_getfl(fd: impl AsFd) -> nix::Result<OFlag> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
 pub fn fcntl_setfl(fd: impl AsFd, flags: OFlag) -> nix::Result<()> {
-    let call = trace::enter("fcntl", || {
-        vec![raw(&fd).to_string(), "F_SETFL".into(), open_flags(flags.bits())]
-    });
-    let result = nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(flags)).map(drop);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("fcntl"),
+        || Args::new().fd(raw(&fd)).text("F_SETFL").text(open_flags(flags.bits())),
+        || nix::fcntl::fcntl(&fd, FcntlArg::F_SETFL(flags)).map(drop),
+        Finish::of,
+    )
 }
 
 /// Turns O_NONBLOCK on or off: F_GETFL, then F_SETFL with the bit changed (two calls, as in C).
@@ -98,10 +106,17 @@ pub fn set_nonblocking(fd: impl AsFd, on: bool) -> nix::Result<()> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/dup.2.html>
 pub fn dup(fd: impl AsFd) -> nix::Result<OwnedFd> {
-    let call = trace::enter("dup", || vec![raw(&fd).to_string()]);
-    let result = nix::unistd::dup(&fd);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("dup"),
+        || Args::new().fd(raw(&fd)),
+        || nix::unistd::dup(&fd),
+        |result| {
+            if let Ok(copy) = result {
+                context::table().duplicated(raw(&fd), raw(copy));
+            }
+            Finish::of(result)
+        },
+    )
 }
 
 /// strace prints limits that are whole KiB as `4*1024`.
@@ -128,20 +143,18 @@ fn rlimit_pair(soft: libc::rlim_t, hard: libc::rlim_t) -> String {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
 pub fn getrlimit_nofile() -> nix::Result<(libc::rlim_t, libc::rlim_t)> {
-    let call = trace::enter_filling("prlimit64", || vec!["0".into(), "RLIMIT_NOFILE".into(), "NULL".into()]);
-    let result = nix_getrlimit(Resource::RLIMIT_NOFILE);
-    call.exit(
-        &result,
-        || {
-            vec![
-                result
-                    .as_ref()
-                    .map_or_else(|_| "0xADDR".into(), |(s, h)| rlimit_pair(*s, *h)),
-            ]
+    trace::syscall(
+        &Spec::new("prlimit64").fills(),
+        || Args::new().int(0).text("RLIMIT_NOFILE").text("NULL"),
+        || nix_getrlimit(Resource::RLIMIT_NOFILE),
+        |result| {
+            let limits = match result {
+                Ok((soft, hard)) => Args::new().text(rlimit_pair(*soft, *hard)),
+                Err(_) => Args::new().unknown_pointer(),
+            };
+            Finish::with(result, |_| vec![Piece::Int(0)]).args(limits)
         },
-        |_| "0".into(),
-    );
-    result
+    )
 }
 
 /// `setrlimit(RLIMIT_NOFILE, {soft, hard})`, issued as `prlimit64(0, RLIMIT_NOFILE, &new, NULL)`.
@@ -153,15 +166,16 @@ pub fn getrlimit_nofile() -> nix::Result<(libc::rlim_t, libc::rlim_t)> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/getrlimit.2.html>
 pub fn setrlimit_nofile(soft: libc::rlim_t, hard: libc::rlim_t) -> nix::Result<()> {
-    let call = trace::enter("prlimit64", || {
-        vec![
-            "0".into(),
-            "RLIMIT_NOFILE".into(),
-            rlimit_pair(soft, hard),
-            "NULL".into(),
-        ]
-    });
-    let result = nix_setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("prlimit64"),
+        || {
+            Args::new()
+                .int(0)
+                .text("RLIMIT_NOFILE")
+                .text(rlimit_pair(soft, hard))
+                .text("NULL")
+        },
+        || nix_setrlimit(Resource::RLIMIT_NOFILE, soft, hard),
+        Finish::of,
+    )
 }

@@ -6,10 +6,21 @@ use nix::sys::socket::{self as nix_socket, MsgFlags, SockaddrLike, SockaddrStora
 
 use super::raw;
 use super::socket::{Address, family_len};
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Spec, context, render};
 
-fn msg_flags(flags: MsgFlags) -> String {
-    render::flags(flags.bits() as i64, render::MSG_FLAGS)
+/// `send()` arrives as `sendto` with no address, and its note says so.
+const SEND: Spec = Spec::new("sendto").noted_as("send");
+/// `recv()` arrives as `recvfrom` with no address, and its note says so.
+const RECV: Spec = Spec::new("recvfrom").noted_as("recv").fills();
+
+/// What a read's result means: 0 is end of file (or an empty datagram), which the
+/// descriptor's kind explains.
+fn read_finish(fd: i32, result: &nix::Result<usize>, args: Args) -> Finish {
+    let finish = Finish::of(result).args(args);
+    match result {
+        Ok(0) => finish.noted_as(context::table().end_of_file(fd)),
+        _ => finish,
+    }
 }
 
 /// `send(fd, buf, len, flags)`, which the kernel receives as `sendto(fd, buf, len, flags, NULL, 0)`.
@@ -25,20 +36,20 @@ fn msg_flags(flags: MsgFlags) -> String {
 /// <https://man7.org/linux/man-pages/man2/send.2.html>
 pub fn send(fd: impl AsFd, buf: &[u8], flags: MsgFlags) -> nix::Result<usize> {
     let fd = raw(&fd);
-    let call = trace::enter("sendto", || {
-        vec![
-            fd.to_string(),
-            render::quote(buf),
-            buf.len().to_string(),
-            msg_flags(flags),
-            "NULL".into(),
-            "0".into(),
-        ]
-    })
-    .noted_as("send");
-    let result = nix_socket::send(fd, buf, flags);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &SEND,
+        || {
+            Args::new()
+                .fd(fd)
+                .bytes(buf)
+                .int(buf.len() as i64)
+                .flags(flags.bits() as i64, render::MSG_FLAGS)
+                .text("NULL")
+                .int(0)
+        },
+        || nix_socket::send(fd, buf, flags),
+        Finish::of,
+    )
 }
 
 /// Calls [`send`] until all of `buf` is sent: what Python's `sendall` does.
@@ -55,7 +66,8 @@ pub fn send_all(fd: impl AsFd, mut buf: &[u8], flags: MsgFlags) -> nix::Result<(
 
 /// `recv(fd, buf, len, flags)`, which the kernel receives as `recvfrom(fd, buf, len, flags, NULL, NULL)`.
 ///
-/// Returns how many bytes arrived, at most `buf.len()`; 0 means the peer closed its side.
+/// Returns how many bytes arrived, at most `buf.len()`; 0 means the peer's FIN arrived (it
+/// sends no more, and may still read), or on a datagram socket an empty datagram.
 ///
 /// # Errors
 /// `EAGAIN` (non-blocking, nothing to read), `ECONNRESET`, `EINTR`.
@@ -64,19 +76,21 @@ pub fn send_all(fd: impl AsFd, mut buf: &[u8], flags: MsgFlags) -> nix::Result<(
 /// <https://man7.org/linux/man-pages/man2/recv.2.html>
 pub fn recv(fd: impl AsFd, buf: &mut [u8], flags: MsgFlags) -> nix::Result<usize> {
     let fd = raw(&fd);
-    let len = buf.len();
-    let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]).noted_as("recv");
-    let result = nix_socket::recv(fd, buf, flags);
-    call.exit_num(&result, || {
-        vec![
-            render::buffer_out(buf, &result, |n| *n),
-            len.to_string(),
-            msg_flags(flags),
-            "NULL".into(),
-            "NULL".into(),
-        ]
-    });
-    result
+    trace::syscall_into(
+        &RECV,
+        buf,
+        |_| Args::new().fd(fd),
+        |buf| nix_socket::recv(fd, buf, flags),
+        |buf, result| {
+            let args = Args::new()
+                .arg(vec![render::buffer_out(buf, result.as_ref().ok().copied())])
+                .int(buf.len() as i64)
+                .flags(flags.bits() as i64, render::MSG_FLAGS)
+                .text("NULL")
+                .text("NULL");
+            read_finish(fd, result, args)
+        },
+    )
 }
 
 /// `sendto(fd, buf, len, flags, addr, addrlen)`: one datagram to `addr`.
@@ -92,19 +106,20 @@ pub fn sendto(fd: impl AsFd, buf: &[u8], addr: impl Address, flags: MsgFlags) ->
 }
 
 fn sendto_raw(fd: i32, buf: &[u8], addr: &dyn SockaddrLike, flags: MsgFlags) -> nix::Result<usize> {
-    let call = trace::enter("sendto", || {
-        vec![
-            fd.to_string(),
-            render::quote(buf),
-            buf.len().to_string(),
-            msg_flags(flags),
-            render::sockaddr(addr),
-            addr.len().to_string(),
-        ]
-    });
-    let result = nix_socket::sendto(fd, buf, addr, flags);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("sendto"),
+        || {
+            Args::new()
+                .fd(fd)
+                .bytes(buf)
+                .int(buf.len() as i64)
+                .flags(flags.bits() as i64, render::MSG_FLAGS)
+                .addr(addr)
+                .int(addr.len())
+        },
+        || nix_socket::sendto(fd, buf, addr, flags),
+        Finish::of,
+    )
 }
 
 /// `recvfrom(fd, buf, len, 0, addr, addrlen)`: one datagram and who sent it.
@@ -118,27 +133,26 @@ fn sendto_raw(fd: i32, buf: &[u8], addr: &dyn SockaddrLike, flags: MsgFlags) -> 
 /// <https://man7.org/linux/man-pages/man2/recvfrom.2.html>
 pub fn recvfrom(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<(usize, Option<SockaddrStorage>)> {
     let fd = raw(&fd);
-    let len = buf.len();
     let capacity = std::mem::size_of::<SockaddrStorage>() as u32;
-    let call = trace::enter_filling("recvfrom", || vec![fd.to_string()]);
-    let result = nix_socket::recvfrom::<SockaddrStorage>(fd, buf);
-    call.exit_num(&result.as_ref().map(|(n, _)| *n).map_err(|e| *e), || {
-        let (address, address_len) = match &result {
-            Ok((_, Some(addr))) => (
-                render::sockaddr(addr),
-                render::length_in_out(capacity, family_len(addr)),
-            ),
-            _ => ("0xADDR".to_string(), format!("[{capacity}]")),
-        };
-        vec![
-            render::buffer_out(buf, &result, |(n, _)| *n),
-            len.to_string(),
-            "0".into(),
-            address,
-            address_len,
-        ]
-    });
-    result
+    trace::syscall_into(
+        &Spec::new("recvfrom").fills(),
+        buf,
+        |_| Args::new().fd(fd),
+        |buf| nix_socket::recvfrom::<SockaddrStorage>(fd, buf),
+        |buf, result| {
+            let filled = result.as_ref().ok().map(|(n, _)| *n);
+            let args = Args::new()
+                .arg(vec![render::buffer_out(buf, filled)])
+                .int(buf.len() as i64)
+                .int(0);
+            let args = match result {
+                Ok((_, Some(addr))) => args.addr(addr).text(render::length_in_out(capacity, family_len(addr))),
+                _ => args.unknown_pointer().text(format!("[{capacity}]")),
+            };
+            let count = result.as_ref().map(|(n, _)| *n).map_err(|e| *e);
+            read_finish(fd, &count, args)
+        },
+    )
 }
 
 /// `read(fd, buf, count)`: works on sockets, pipes, terminals, files alike.
@@ -150,13 +164,18 @@ pub fn recvfrom(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<(usize, Option<Soc
 /// <https://man7.org/linux/man-pages/man2/read.2.html>
 pub fn read(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
     let number = raw(&fd);
-    let len = buf.len();
-    let call = trace::enter_filling("read", || vec![number.to_string()]);
-    let result = nix::unistd::read(&fd, buf);
-    call.exit_num(&result, || {
-        vec![render::buffer_out(buf, &result, |n| *n), len.to_string()]
-    });
-    result
+    trace::syscall_into(
+        &Spec::new("read").fills(),
+        buf,
+        |_| Args::new().fd(number),
+        |buf| nix::unistd::read(&fd, buf),
+        |buf, result| {
+            let args = Args::new()
+                .arg(vec![render::buffer_out(buf, result.as_ref().ok().copied())])
+                .int(buf.len() as i64);
+            read_finish(number, result, args)
+        },
+    )
 }
 
 /// `write(fd, buf, count)`: on a socket, the same as `send` with no flags.
@@ -168,10 +187,10 @@ pub fn read(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
 /// <https://man7.org/linux/man-pages/man2/write.2.html>
 pub fn write(fd: impl AsFd, buf: &[u8]) -> nix::Result<usize> {
     let number = raw(&fd);
-    let call = trace::enter("write", || {
-        vec![number.to_string(), render::quote(buf), buf.len().to_string()]
-    });
-    let result = nix::unistd::write(&fd, buf);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("write"),
+        || Args::new().fd(number).bytes(buf).int(buf.len() as i64),
+        || nix::unistd::write(&fd, buf),
+        Finish::of,
+    )
 }

@@ -5,10 +5,11 @@
 //! - `fd`: close, fcntl (O_NONBLOCK), dup, the descriptor limit;
 //! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors;
 //! - `signal`: what SIGPIPE does; `process`: fork and wait;
-//! - `netdb`: getaddrinfo, a libc function rather than a syscall, so it makes no trace record.
+//! - `netdb`: getaddrinfo, a libc function rather than a syscall: its own syscalls are staged.
 //!
-//! Each function brackets its nix call with `trace::enter` and `Call::exit`, the one place a
-//! record is made. Creators return `OwnedFd`; everything else takes `AsFd`. Names are C's.
+//! Each function makes its nix call through `trace::syscall` (or `trace::syscall_into`), the
+//! one place a record is made. Creators return `OwnedFd`; everything else takes `AsFd`.
+//! Names are C's.
 
 pub mod epoll;
 pub mod fd;

@@ -1,5 +1,6 @@
 //! getaddrinfo(3): from a host name and a service to socket addresses. A C library function,
-//! not a system call, so it makes no trace record of its own: the lesson narrates it.
+//! not a system call, so it makes no trace record of its own: the lesson narrates it, and the
+//! syscalls glibc makes inside it are a stage (`trace::stage`), not the lesson.
 //!
 //! glibc answers "localhost" from `/etc/hosts` (strace shows `openat`, `read`, `close`), may
 //! first try the nscd daemon on a unix socket, and asks DNS over UDP port 53 for names it does
@@ -12,7 +13,7 @@ use std::fmt;
 
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
-use crate::trace::render;
+use crate::trace::{self, render};
 
 /// What to ask for: `ai_family`, `ai_socktype`, `ai_flags` of the hints (0 means "any").
 #[derive(Clone, Copy, Debug, Default)]
@@ -132,18 +133,20 @@ pub fn getaddrinfo(host: Option<&str>, service: Option<&str>, hints: Hints) -> R
     c_hints.ai_socktype = hints.socktype;
     c_hints.ai_flags = hints.flags;
     let mut list: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: host and service are NUL-terminated strings or null; hints is initialised; list
-    // receives a pointer that we free with freeaddrinfo below.
-    let code = unsafe {
-        libc::getaddrinfo(
-            host.as_ref().map_or(std::ptr::null(), |h| h.as_ptr()),
-            service.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            &c_hints,
-            &mut list,
-        )
-    };
+    let (code, errno) = trace::stage(|| {
+        // SAFETY: host and service are NUL-terminated strings or null; hints is initialised;
+        // list receives a pointer that we free with freeaddrinfo below.
+        let code = unsafe {
+            libc::getaddrinfo(
+                host.as_ref().map_or(std::ptr::null(), |h| h.as_ptr()),
+                service.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                &c_hints,
+                &mut list,
+            )
+        };
+        (code, std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    });
     if code != 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         return Err(GaiError { code, errno });
     }
     let mut answers = Vec::new();

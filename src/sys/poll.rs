@@ -4,10 +4,10 @@ use std::os::fd::AsRawFd;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
 /// strace's names for poll bits, in its order.
-pub const POLL_FLAGS: &[(i64, &str)] = &[
+pub const POLL_FLAGS: &trace::pieces::FlagTable = &[
     (libc::POLLIN as i64, "POLLIN"),
     (libc::POLLPRI as i64, "POLLPRI"),
     (libc::POLLOUT as i64, "POLLOUT"),
@@ -90,18 +90,21 @@ impl RawNumber for PollFd<'_> {
 /// <https://man7.org/linux/man-pages/man2/poll.2.html>
 pub fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<i32> {
     let millis = i32::from(timeout);
-    let call = trace::enter("poll", || {
-        vec![show_events(fds), fds.len().to_string(), millis.to_string()]
-    });
-    let result = nix::poll::poll(fds, timeout);
-    call.exit(&result, Vec::new, |&ready| {
-        if ready == 0 {
-            "0 (Timeout)".into()
-        } else {
-            format!("{ready} ({})", show_revents(fds))
-        }
-    });
-    result
+    trace::syscall_into(
+        &Spec::new("poll"),
+        fds,
+        |fds| Args::new().text(show_events(fds)).int(fds.len() as i64).int(millis),
+        |fds| nix::poll::poll(fds, timeout),
+        |fds, result| {
+            Finish::with(result, |&ready| {
+                if ready == 0 {
+                    vec![Piece::text("0 (Timeout)")]
+                } else {
+                    vec![Piece::text(format!("{ready} ({})", show_revents(fds)))]
+                }
+            })
+        },
+    )
 }
 
 /// Whether any of `flags` came back for `fd` (for POLLRDHUP, which nix's `PollFlags` lacks,

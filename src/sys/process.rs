@@ -3,7 +3,7 @@
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 
-use crate::trace;
+use crate::trace::{self, Args, Finish, Piece, Spec};
 
 /// `fork()`, which glibc issues as `clone(child_stack=NULL, flags=...|SIGCHLD, ...)`.
 ///
@@ -23,24 +23,32 @@ use crate::trace;
 /// # References
 /// <https://man7.org/linux/man-pages/man2/fork.2.html>
 pub unsafe fn fork() -> nix::Result<ForkResult> {
-    let call = trace::enter("clone", || {
-        vec![
-            "child_stack=NULL".into(),
-            "flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD".into(),
-            "child_tidptr=0xADDR".into(),
-        ]
-    });
-    // SAFETY: the caller upholds fork's contract (see above).
-    let result = unsafe { nix::unistd::fork() };
-    if let Ok(ForkResult::Child) = result {
-        trace::after_fork_in_child();
-        return result;
-    }
-    call.exit(&result, Vec::new, |r| match r {
-        ForkResult::Parent { child } => child.to_string(),
-        ForkResult::Child => "0".into(),
-    });
-    result
+    trace::syscall(
+        &Spec::new("clone"),
+        || {
+            Args::new()
+                .text("child_stack=NULL")
+                .text("flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD")
+                .arg(vec![Piece::text("child_tidptr="), Piece::Pointer(None)])
+        },
+        || {
+            // SAFETY: the caller upholds fork's contract (see above).
+            let result = unsafe { nix::unistd::fork() };
+            match result {
+                // The child's trace starts afresh; the record of this call is the parent's.
+                Ok(ForkResult::Child) => trace::after_fork_in_child(),
+                Ok(ForkResult::Parent { .. }) => trace::after_fork_in_parent(),
+                Err(_) => {}
+            }
+            result
+        },
+        |result| {
+            Finish::with(result, |r| match r {
+                ForkResult::Parent { child } => vec![Piece::Pid(child.as_raw())],
+                ForkResult::Child => vec![Piece::Int(0)],
+            })
+        },
+    )
 }
 
 fn show_status(status: &WaitStatus) -> String {
@@ -63,20 +71,21 @@ fn show_status(status: &WaitStatus) -> String {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/wait4.2.html>
 pub fn waitpid(pid: Pid) -> nix::Result<WaitStatus> {
-    let call = trace::enter_filling("wait4", || vec![pid.to_string()]);
-    let result = nix::sys::wait::waitpid(pid, None);
-    call.exit(
-        &result,
-        || {
-            vec![
-                result.as_ref().map_or_else(|_| "0xADDR".into(), show_status),
-                "0".into(),
-                "NULL".into(),
-            ]
+    trace::syscall(
+        &Spec::new("wait4").fills(),
+        || Args::new().pid(pid.as_raw()),
+        || nix::sys::wait::waitpid(pid, None),
+        |result| {
+            let status = match result {
+                Ok(status) => Args::new().text(show_status(status)),
+                Err(_) => Args::new().unknown_pointer(),
+            };
+            Finish::with(result, |status| {
+                vec![status.pid().map_or(Piece::Int(0), |p| Piece::Pid(p.as_raw()))]
+            })
+            .args(status.int(0).text("NULL"))
         },
-        |status| status.pid().map_or_else(|| "0".into(), |p| p.to_string()),
-    );
-    result
+    )
 }
 
 /// `exit(code)`, which glibc ends with `exit_group(code)`: every thread of the process stops
@@ -89,7 +98,13 @@ pub fn waitpid(pid: Pid) -> nix::Result<WaitStatus> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/exit_group.2.html>, <https://man7.org/linux/man-pages/man3/exit.3.html>
 pub fn exit(code: i32) -> ! {
-    let call = trace::enter("exit_group", || vec![code.to_string()]);
-    call.exit(&Ok::<(), nix::Error>(()), Vec::new, |()| "?".into());
+    // Recorded before it is made: it never returns to say how it went.
+    let _ = trace::syscall(
+        &Spec::new("exit_group"),
+        || Args::new().int(code),
+        || Ok(()),
+        |result| Finish::with(result, |()| vec![Piece::text("?")]),
+    );
+    trace::finish();
     std::process::exit(code)
 }

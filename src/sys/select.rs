@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use nix::sys::select::{FD_SETSIZE, FdSet};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
 /// The size of an fd_set in bits: select can watch descriptors 0 to 1023 and no others.
 pub const SETSIZE: usize = FD_SETSIZE;
@@ -52,51 +52,65 @@ fn highest_plus_one(sets: [&Option<&mut FdSet<'_>>; 3]) -> i32 {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/select.2.html>
 pub fn select<'a, 'fd: 'a>(
-    mut readfds: Option<&'a mut FdSet<'fd>>,
-    mut writefds: Option<&'a mut FdSet<'fd>>,
-    mut exceptfds: Option<&'a mut FdSet<'fd>>,
-    mut timeout: Option<&'a mut TimeVal>,
+    readfds: Option<&'a mut FdSet<'fd>>,
+    writefds: Option<&'a mut FdSet<'fd>>,
+    exceptfds: Option<&'a mut FdSet<'fd>>,
+    timeout: Option<&'a mut TimeVal>,
 ) -> nix::Result<i32> {
     let nfds = highest_plus_one([&readfds, &writefds, &exceptfds]);
-    let call = trace::enter("pselect6", || {
-        let time = timeout
-            .as_ref()
-            .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec(), t.tv_usec() * 1000));
-        vec![
-            nfds.to_string(),
-            show_set(&readfds, nfds),
-            show_set(&writefds, nfds),
-            show_set(&exceptfds, nfds),
-            time,
-            "NULL".into(),
-        ]
-    });
-    let result = nix::sys::select::select(
-        nfds,
-        readfds.as_deref_mut(),
-        writefds.as_deref_mut(),
-        exceptfds.as_deref_mut(),
-        timeout.as_deref_mut(),
-    );
-    call.exit(&result, Vec::new, |&ready| {
-        if ready == 0 {
-            return "0 (Timeout)".into();
-        }
-        let mut parts = Vec::new();
-        for (word, set) in [("in", &readfds), ("out", &writefds), ("except", &exceptfds)] {
-            if let Some(set) = set {
-                let fds = members(set, nfds);
-                if !fds.is_empty() {
-                    parts.push(format!("{word} {}", render::fd_list(&fds)));
+    let mut sets = (readfds, writefds, exceptfds, timeout);
+    trace::syscall_into(
+        &Spec::new("pselect6"),
+        &mut sets,
+        |(readfds, writefds, exceptfds, timeout)| {
+            let time = timeout
+                .as_ref()
+                .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec(), t.tv_usec() * 1000));
+            Args::new()
+                .int(nfds)
+                .text(show_set(readfds, nfds))
+                .text(show_set(writefds, nfds))
+                .text(show_set(exceptfds, nfds))
+                .text(time)
+                .text("NULL")
+        },
+        |(readfds, writefds, exceptfds, timeout)| {
+            nix::sys::select::select(
+                nfds,
+                readfds.as_deref_mut(),
+                writefds.as_deref_mut(),
+                exceptfds.as_deref_mut(),
+                timeout.as_deref_mut(),
+            )
+        },
+        |(readfds, writefds, exceptfds, timeout), result| {
+            Finish::with(result, |&ready| {
+                if ready == 0 {
+                    return vec![Piece::text("0 (Timeout)")];
                 }
-            }
-        }
-        if let Some(t) = &timeout {
-            parts.push(format!("left {}", render::timespec(t.tv_sec(), t.tv_usec() * 1000)));
-        }
-        format!("{ready} ({})", parts.join(", "))
-    });
-    result
+                let mut parts = Vec::new();
+                for (word, set) in [("in", readfds), ("out", writefds), ("except", exceptfds)] {
+                    if let Some(set) = set {
+                        let fds = members(set, nfds);
+                        if !fds.is_empty() {
+                            parts.push(format!("{word} {}", render::fd_list(&fds)));
+                        }
+                    }
+                }
+                let mut ret = vec![Piece::text(format!("{ready} ({}", parts.join(", ")))];
+                if let Some(t) = timeout {
+                    let separator = if parts.is_empty() { "" } else { ", " };
+                    ret.push(Piece::text(format!("{separator}left ")));
+                    ret.push(Piece::TimeLeft {
+                        secs: t.tv_sec(),
+                        nanos: t.tv_usec() * 1000,
+                    });
+                }
+                ret.push(Piece::text(")"));
+                ret
+            })
+        },
+    )
 }
 
 /// A timeout for [`select`], from milliseconds.

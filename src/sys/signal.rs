@@ -2,14 +2,14 @@
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use crate::trace;
+use crate::trace::{self, Args, Finish, Piece, Spec};
 
-fn show_handler(handler: SigHandler) -> String {
+fn show_handler(handler: SigHandler) -> Piece {
     match handler {
-        SigHandler::SigDfl => "SIG_DFL".into(),
-        SigHandler::SigIgn => "SIG_IGN".into(),
-        SigHandler::Handler(f) => format!("{:p}", f as *const ()),
-        SigHandler::SigAction(f) => format!("{:p}", f as *const ()),
+        SigHandler::SigDfl => Piece::text("SIG_DFL"),
+        SigHandler::SigIgn => Piece::text("SIG_IGN"),
+        SigHandler::Handler(f) => Piece::pointer(f as *const ()),
+        SigHandler::SigAction(f) => Piece::pointer(f as *const ()),
     }
 }
 
@@ -23,12 +23,16 @@ fn show_mask(mask: &SigSet) -> String {
 
 /// An action as strace shows it. glibc adds SA_RESTORER (and a restorer address) to every
 /// action it installs; an action never installed, the kernel's default, has neither.
-fn show_action(action: &SigAction, installed_by_glibc: bool) -> String {
+fn show_action(action: &SigAction, installed_by_glibc: bool) -> Vec<Piece> {
     let handler = show_handler(action.handler());
     let mask = show_mask(&action.mask());
     let flags = action.flags();
     if !installed_by_glibc {
-        return format!("{{sa_handler={handler}, sa_mask={mask}, sa_flags=0}}");
+        return vec![
+            Piece::text("{sa_handler="),
+            handler,
+            Piece::text(format!(", sa_mask={mask}, sa_flags=0}}")),
+        ];
     }
     let mut names = vec!["SA_RESTORER"];
     if flags.contains(SaFlags::SA_RESTART) {
@@ -37,10 +41,14 @@ fn show_action(action: &SigAction, installed_by_glibc: bool) -> String {
     if flags.contains(SaFlags::SA_SIGINFO) {
         names.insert(0, "SA_SIGINFO");
     }
-    format!(
-        "{{sa_handler={handler}, sa_mask={mask}, sa_flags={}, sa_restorer=0xADDR}}",
-        names.join("|")
-    )
+    vec![
+        Piece::text("{sa_handler="),
+        handler,
+        Piece::text(format!(", sa_mask={mask}, sa_flags={}, sa_restorer=", names.join("|"))),
+        // glibc's own restorer function: the program never sees its address.
+        Piece::Pointer(None),
+        Piece::text("}"),
+    ]
 }
 
 /// nix drops the SA_RESTORER bit when it reads an action back; an old action that is
@@ -64,23 +72,19 @@ fn was_installed(action: &SigAction) -> bool {
 /// <https://man7.org/linux/man-pages/man2/sigaction.2.html>, <https://man7.org/linux/man-pages/man7/signal.7.html>
 pub fn sigaction(signal: Signal, handler: SigHandler) -> nix::Result<SigHandler> {
     let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
-    let call = trace::enter_filling("rt_sigaction", || {
-        vec![signal.as_str().into(), show_action(&action, true)]
-    });
-    // SAFETY: the handlers lessons install are SIG_DFL, SIG_IGN or functions that only store
-    // to an atomic, which is async-signal-safe.
-    let result = unsafe { nix::sys::signal::sigaction(signal, &action) };
-    call.exit(
-        &result,
-        || {
-            vec![
-                result
-                    .as_ref()
-                    .map_or_else(|_| "0xADDR".into(), |old| show_action(old, was_installed(old))),
-                "8".into(),
-            ]
+    trace::syscall(
+        &Spec::new("rt_sigaction").fills(),
+        || Args::new().text(signal.as_str()).arg(show_action(&action, true)),
+        // SAFETY: the handlers lessons install are SIG_DFL, SIG_IGN or functions that only
+        // store to an atomic, which is async-signal-safe.
+        || unsafe { nix::sys::signal::sigaction(signal, &action) },
+        |result| {
+            let old = match result {
+                Ok(old) => Args::new().arg(show_action(old, was_installed(old))),
+                Err(_) => Args::new().unknown_pointer(),
+            };
+            Finish::with(result, |_| vec![Piece::Int(0)]).args(old.int(8))
         },
-        |_| "0".into(),
-    );
-    result.map(|old| old.handler())
+    )
+    .map(|old| old.handler())
 }

@@ -11,7 +11,7 @@ use nix::sys::socket::{
 };
 
 use super::raw;
-use crate::trace::{self, render};
+use crate::trace::{self, Args, Finish, Piece, Spec, context, render};
 
 /// An address to hand the kernel, sized as C sizes it (16 bytes for IPv4, 28 for IPv6):
 /// std's `SocketAddr` or one of nix's address types.
@@ -83,16 +83,22 @@ pub fn socket(
 ) -> nix::Result<OwnedFd> {
     let protocol = protocol.into();
     let proto_number = protocol.map_or(0, |p| p as i32);
-    let call = trace::enter("socket", || {
-        vec![
-            render::constant(domain as i64, render::ADDRESS_FAMILIES),
-            render::socket_type(ty as i32 | flags.bits()),
-            render::protocol(domain as i32, proto_number),
-        ]
-    });
-    let result = nix_socket::socket(domain, ty, flags, protocol);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("socket"),
+        || {
+            Args::new()
+                .text(render::constant(domain as i64, render::ADDRESS_FAMILIES))
+                .text(render::socket_type(ty as i32 | flags.bits()))
+                .text(render::protocol(domain as i32, proto_number))
+        },
+        || nix_socket::socket(domain, ty, flags, protocol),
+        |result| {
+            if let Ok(fd) = result {
+                context::table().created(raw(fd), domain as i32, ty as i32);
+            }
+            Finish::of(result)
+        },
+    )
 }
 
 /// `socketpair(domain, type|flags, protocol, [a, b])`: two sockets connected to each other.
@@ -103,23 +109,34 @@ pub fn socket(
 /// # References
 /// <https://man7.org/linux/man-pages/man2/socketpair.2.html>
 pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::Result<(OwnedFd, OwnedFd)> {
-    let call = trace::enter_filling("socketpair", || {
-        vec![
-            render::constant(domain as i64, render::ADDRESS_FAMILIES),
-            render::socket_type(ty as i32 | flags.bits()),
-            "0".into(),
-        ]
-    });
-    let result = nix_socket::socketpair(domain, ty, None, flags);
-    call.exit(
-        &result,
-        || match &result {
-            Ok((a, b)) => vec![format!("[{}, {}]", raw(a), raw(b))],
-            Err(_) => vec!["0xADDR".into()],
+    trace::syscall(
+        &Spec::new("socketpair").fills(),
+        || {
+            Args::new()
+                .text(render::constant(domain as i64, render::ADDRESS_FAMILIES))
+                .text(render::socket_type(ty as i32 | flags.bits()))
+                .int(0)
         },
-        |_| "0".into(),
-    );
-    result
+        || nix_socket::socketpair(domain, ty, None, flags),
+        |result| {
+            let pair = match result {
+                Ok((a, b)) => {
+                    let mut table = context::table();
+                    table.created(raw(a), domain as i32, ty as i32);
+                    table.created(raw(b), domain as i32, ty as i32);
+                    Args::new().arg(vec![
+                        Piece::text("["),
+                        Piece::Fd(raw(a)),
+                        Piece::text(", "),
+                        Piece::Fd(raw(b)),
+                        Piece::text("]"),
+                    ])
+                }
+                Err(_) => Args::new().unknown_pointer(),
+            };
+            Finish::with(result, |_| vec![Piece::Int(0)]).args(pair)
+        },
+    )
 }
 
 /// `bind(fd, addr, len)`: gives the socket its local address.
@@ -133,12 +150,12 @@ pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::
 pub fn bind(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
     let fd = raw(&fd);
     addr.with(|addr| {
-        let call = trace::enter("bind", || {
-            vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]
-        });
-        let result = nix_socket::bind(fd, addr);
-        call.exit_num(&result, Vec::new);
-        result
+        trace::syscall(
+            &Spec::new("bind"),
+            || Args::new().fd(fd).addr(addr).int(addr.len()),
+            || nix_socket::bind(fd, addr),
+            Finish::of,
+        )
     })
 }
 
@@ -151,10 +168,17 @@ pub fn bind(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
 /// <https://man7.org/linux/man-pages/man2/listen.2.html>
 pub fn listen(fd: impl AsFd, backlog: i32) -> nix::Result<()> {
     let backlog = Backlog::new(backlog)?;
-    let call = trace::enter("listen", || vec![raw(&fd).to_string(), i32::from(backlog).to_string()]);
-    let result = nix_socket::listen(&fd, backlog);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("listen"),
+        || Args::new().fd(raw(&fd)).int(i32::from(backlog)),
+        || nix_socket::listen(&fd, backlog),
+        |result| {
+            if result.is_ok() {
+                context::table().listening(raw(&fd));
+            }
+            Finish::of(result)
+        },
+    )
 }
 
 /// `accept4(fd, addr, len, flags)`: the next finished connection and who it is from.
@@ -170,32 +194,38 @@ pub fn listen(fd: impl AsFd, backlog: i32) -> nix::Result<()> {
 /// <https://man7.org/linux/man-pages/man2/accept4.2.html>
 pub fn accept4(fd: impl AsFd, flags: SockFlag) -> nix::Result<(OwnedFd, SockaddrStorage)> {
     let fd = raw(&fd);
-    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let capacity = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let mut len = capacity;
-    let call = trace::enter_filling("accept4", || vec![fd.to_string()]);
-    // SAFETY: storage and len are valid for writes of `capacity` bytes and one socklen_t.
-    let ret = unsafe { libc::accept4(fd, storage.as_mut_ptr().cast(), &mut len, flags.bits()) };
-    let result = Errno::result(ret).map(|new_fd| {
-        // SAFETY: accept4 succeeded, so new_fd is a fresh descriptor that nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(new_fd) };
-        // SAFETY: the kernel wrote a sockaddr of `len` bytes into storage.
-        let addr = unsafe { SockaddrStorage::from_raw(storage.as_ptr().cast(), Some(len)) };
-        (owned, addr.unwrap_or_else(unspecified_address))
-    });
-    call.exit(
-        &result,
-        || {
-            let address = match &result {
-                Ok((_, addr)) => render::sockaddr(addr),
-                Err(_) => render::pointer(storage.as_ptr()),
-            };
-            let flag_text = render::flags(flags.bits() as i64, render::SOCKET_FLAGS);
-            vec![address, render::length_in_out(capacity, len), flag_text]
+    let mut filled = (storage, capacity);
+    trace::syscall_into(
+        &Spec::new("accept4").fills(),
+        &mut filled,
+        |_| Args::new().fd(fd),
+        |(storage, len)| {
+            // SAFETY: storage and len are valid for writes of `capacity` bytes and one socklen_t.
+            let ret = unsafe { libc::accept4(fd, storage.as_mut_ptr().cast(), len, flags.bits()) };
+            Errno::result(ret).map(|new_fd| {
+                // SAFETY: accept4 succeeded, so new_fd is a fresh descriptor that nothing else owns.
+                let owned = unsafe { OwnedFd::from_raw_fd(new_fd) };
+                // SAFETY: the kernel wrote a sockaddr of `len` bytes into storage.
+                let addr = unsafe { SockaddrStorage::from_raw(storage.as_ptr().cast(), Some(*len)) };
+                (owned, addr.unwrap_or_else(unspecified_address))
+            })
         },
-        |(new_fd, _)| raw(new_fd).to_string(),
-    );
-    result
+        |(storage, len), result| {
+            let args = match result {
+                Ok((new_fd, addr)) => {
+                    context::table().accepted(fd, raw(new_fd));
+                    Args::new().addr(addr)
+                }
+                Err(_) => Args::new().pointer(storage.as_ptr()),
+            };
+            let args = args
+                .text(render::length_in_out(capacity, *len))
+                .flags(flags.bits() as i64, render::SOCKET_FLAGS);
+            Finish::with(result, |(new_fd, _)| vec![Piece::Fd(raw(new_fd))]).args(args)
+        },
+    )
 }
 
 fn unspecified_address() -> SockaddrStorage {
@@ -213,12 +243,17 @@ fn unspecified_address() -> SockaddrStorage {
 pub fn connect(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
     let fd = raw(&fd);
     addr.with(|addr| {
-        let call = trace::enter("connect", || {
-            vec![fd.to_string(), render::sockaddr(addr), addr.len().to_string()]
-        });
-        let result = nix_socket::connect(fd, addr);
-        call.exit_num(&result, Vec::new);
-        result
+        trace::syscall(
+            &Spec::new("connect"),
+            || Args::new().fd(fd).addr(addr).int(addr.len()),
+            || nix_socket::connect(fd, addr),
+            |result| {
+                let mut table = context::table();
+                let note = table.connect_note(fd);
+                table.connected(fd, result.as_ref().err().copied());
+                Finish::of(result).noted_as(note)
+            },
+        )
     })
 }
 
@@ -231,10 +266,12 @@ pub fn connect(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
 /// <https://man7.org/linux/man-pages/man2/getsockname.2.html>
 pub fn getsockname(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
     let fd = raw(&fd);
-    let call = trace::enter_filling("getsockname", || vec![fd.to_string()]);
-    let result = nix_socket::getsockname::<SockaddrStorage>(fd);
-    call.exit(&result, || name_out(&result), |_| "0".into());
-    result
+    trace::syscall(
+        &Spec::new("getsockname").fills(),
+        || Args::new().fd(fd),
+        || nix_socket::getsockname::<SockaddrStorage>(fd),
+        name_out,
+    )
 }
 
 /// `getpeername(fd, addr, len)`: the address at the other end of a connected socket.
@@ -246,22 +283,24 @@ pub fn getsockname(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
 /// <https://man7.org/linux/man-pages/man2/getpeername.2.html>
 pub fn getpeername(fd: impl AsFd) -> nix::Result<SockaddrStorage> {
     let fd = raw(&fd);
-    let call = trace::enter_filling("getpeername", || vec![fd.to_string()]);
-    let result = nix_socket::getpeername::<SockaddrStorage>(fd);
-    call.exit(&result, || name_out(&result), |_| "0".into());
-    result
+    trace::syscall(
+        &Spec::new("getpeername").fills(),
+        || Args::new().fd(fd),
+        || nix_socket::getpeername::<SockaddrStorage>(fd),
+        name_out,
+    )
 }
 
 /// nix asks with a buffer the size of sockaddr_storage (128 bytes); the kernel says how much it used.
-fn name_out(result: &nix::Result<SockaddrStorage>) -> Vec<String> {
+fn name_out(result: &nix::Result<SockaddrStorage>) -> Finish {
     let capacity = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-    match result {
-        Ok(addr) => vec![
-            render::sockaddr(addr),
-            render::length_in_out(capacity, family_len(addr)),
-        ],
-        Err(_) => vec!["0xADDR".into(), format!("[{capacity}]")],
-    }
+    let args = match result {
+        Ok(addr) => Args::new()
+            .addr(addr)
+            .text(render::length_in_out(capacity, family_len(addr))),
+        Err(_) => Args::new().unknown_pointer().text(format!("[{capacity}]")),
+    };
+    Finish::with(result, |_| vec![Piece::Int(0)]).args(args)
 }
 
 /// How many bytes of a storage the kernel filled in: the size of the family's own struct.
@@ -283,10 +322,17 @@ pub fn shutdown(fd: impl AsFd, how: Shutdown) -> nix::Result<()> {
         Shutdown::Write => "SHUT_WR",
         Shutdown::Both => "SHUT_RDWR",
     };
-    let call = trace::enter("shutdown", || vec![fd.to_string(), how_text.into()]);
-    let result = nix_socket::shutdown(fd, how);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("shutdown"),
+        || Args::new().fd(fd).text(how_text),
+        || nix_socket::shutdown(fd, how),
+        |result| {
+            if result.is_ok() {
+                context::table().shut_down(fd, how != Shutdown::Read);
+            }
+            Finish::of(result)
+        },
+    )
 }
 
 /// A socket option the trace can name and whose value it can print as strace does.
@@ -296,7 +342,10 @@ pub trait OptionName {
     /// `("SOL_SOCKET", "SO_REUSEADDR")`.
     const NAME: (&'static str, &'static str);
     /// The value and its size in bytes, as setsockopt's last two arguments show them.
-    fn show(value: &Self::Value) -> (String, usize);
+    fn show(value: &Self::Value) -> (Vec<Piece>, usize);
+    /// What reading this option back tells the trace about the descriptor (SO_ERROR: how a
+    /// non-blocking connect ended).
+    fn read_back(_fd: std::os::fd::RawFd, _value: &Self::Value) {}
 }
 
 macro_rules! int_option {
@@ -304,8 +353,11 @@ macro_rules! int_option {
         impl OptionName for $opt {
             type Value = $value;
             const NAME: (&'static str, &'static str) = ($level, $name);
-            fn show(value: &$value) -> (String, usize) {
-                (format!("[{}]", *value as i64), std::mem::size_of::<libc::c_int>())
+            fn show(value: &$value) -> (Vec<Piece>, usize) {
+                (
+                    vec![Piece::text("["), Piece::Int(*value as i64), Piece::text("]")],
+                    std::mem::size_of::<libc::c_int>(),
+                )
             }
         }
     };
@@ -326,9 +378,9 @@ int_option!(sockopt::Ipv6V6Only, bool, "SOL_IPV6", "IPV6_V6ONLY");
 impl OptionName for sockopt::Linger {
     type Value = libc::linger;
     const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_LINGER");
-    fn show(value: &libc::linger) -> (String, usize) {
+    fn show(value: &libc::linger) -> (Vec<Piece>, usize) {
         let text = format!("{{l_onoff={}, l_linger={}}}", value.l_onoff, value.l_linger);
-        (text, std::mem::size_of::<libc::linger>())
+        (vec![Piece::text(text)], std::mem::size_of::<libc::linger>())
     }
 }
 
@@ -339,10 +391,10 @@ macro_rules! timeval_option {
         impl OptionName for $opt {
             type Value = nix::sys::time::TimeVal;
             const NAME: (&'static str, &'static str) = ("SOL_SOCKET", $name);
-            fn show(value: &nix::sys::time::TimeVal) -> (String, usize) {
+            fn show(value: &nix::sys::time::TimeVal) -> (Vec<Piece>, usize) {
                 let mut bytes = value.tv_sec().to_ne_bytes().to_vec();
                 bytes.extend_from_slice(&value.tv_usec().to_ne_bytes());
-                (render::quote(&bytes), bytes.len())
+                (vec![Piece::bytes(&bytes)], bytes.len())
             }
         }
     };
@@ -354,8 +406,11 @@ timeval_option!(sockopt::SendTimeout, "SO_SNDTIMEO_OLD");
 impl OptionName for sockopt::SockType {
     type Value = SockType;
     const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_TYPE");
-    fn show(value: &SockType) -> (String, usize) {
-        (format!("[{}]", *value as i32), std::mem::size_of::<libc::c_int>())
+    fn show(value: &SockType) -> (Vec<Piece>, usize) {
+        (
+            vec![Piece::text(format!("[{}]", *value as i32))],
+            std::mem::size_of::<libc::c_int>(),
+        )
     }
 }
 
@@ -363,13 +418,20 @@ impl OptionName for sockopt::SockType {
 impl OptionName for sockopt::SocketError {
     type Value = i32;
     const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_ERROR");
-    fn show(value: &i32) -> (String, usize) {
+    fn show(value: &i32) -> (Vec<Piece>, usize) {
         let shown = if *value == 0 {
             "0".into()
         } else {
             render::errno_name(Errno::from_raw(*value))
         };
-        (format!("[{shown}]"), std::mem::size_of::<libc::c_int>())
+        (
+            vec![Piece::text(format!("[{shown}]"))],
+            std::mem::size_of::<libc::c_int>(),
+        )
+    }
+
+    fn read_back(fd: std::os::fd::RawFd, value: &i32) {
+        context::table().pending_error(fd, *value);
     }
 }
 
@@ -385,13 +447,20 @@ where
     O: SetSockOpt<Val = <O as OptionName>::Value> + OptionName,
 {
     let (level, name) = O::NAME;
-    let call = trace::enter("setsockopt", || {
-        let (shown, size) = O::show(value);
-        vec![raw(&fd).to_string(), level.into(), name.into(), shown, size.to_string()]
-    });
-    let result = nix_socket::setsockopt(&fd, option, value);
-    call.exit_num(&result, Vec::new);
-    result
+    trace::syscall(
+        &Spec::new("setsockopt"),
+        || {
+            let (shown, size) = O::show(value);
+            Args::new()
+                .fd(raw(&fd))
+                .text(level)
+                .text(name)
+                .arg(shown)
+                .int(size as i64)
+        },
+        || nix_socket::setsockopt(&fd, option, value),
+        Finish::of,
+    )
 }
 
 /// `getsockopt(fd, level, name, value, len)`: reads one setting back.
@@ -406,18 +475,21 @@ where
     O: GetSockOpt<Val = <O as OptionName>::Value> + OptionName,
 {
     let (level, name) = O::NAME;
-    let call = trace::enter_filling("getsockopt", || vec![raw(&fd).to_string(), level.into(), name.into()]);
-    let result = nix_socket::getsockopt(&fd, option);
-    call.exit(
-        &result,
-        || match &result {
-            Ok(value) => {
-                let (shown, size) = O::show(value);
-                vec![shown, format!("[{size}]")]
-            }
-            Err(_) => vec!["0xADDR".into(), "0xADDR".into()],
+    let number = raw(&fd);
+    trace::syscall(
+        &Spec::new("getsockopt").fills(),
+        || Args::new().fd(number).text(level).text(name),
+        || nix_socket::getsockopt(&fd, option),
+        |result| {
+            let args = match result {
+                Ok(value) => {
+                    O::read_back(number, value);
+                    let (shown, size) = O::show(value);
+                    Args::new().arg(shown).text(format!("[{size}]"))
+                }
+                Err(_) => Args::new().unknown_pointer().unknown_pointer(),
+            };
+            Finish::with(result, |_| vec![Piece::Int(0)]).args(args)
         },
-        |_| "0".into(),
-    );
-    result
+    )
 }

@@ -1,29 +1,53 @@
-//! The annotated syscall trace: one record per call, rendered as strace 6.1 renders it.
+//! The annotated syscall trace: every call, in causal order, printed as strace 6.1 prints it.
 //!
-//! - `render`: strace's formats for each kind of argument;
-//! - `notes`: the table of what a call (or its errno) means;
-//! - `sink`: where records go (human, JSON lines, plain, off) and how blocking is shown;
-//! - `expected`: the normalised form `expected.trace` files and tests compare.
+//! - `pieces`: a call's arguments and result as typed data ([`Piece`], [`Args`], [`Finish`]);
+//! - `render`: strace's formats, verbatim or normalised;
+//! - `event`: what a thread reports (enter, exit, narration, stage markers) and its wire format;
+//! - `order`: events from every thread and process in time order, shaped into lines;
+//! - `human`, `json`, `plain`: the three ways to print those lines;
+//! - `sink`: the mode, and where events go; `collector`: one printer for a demo's processes;
+//! - `notes`, `context`: what a call means, chosen by what its descriptor is;
+//! - `expected`: how `tests/lessons.rs` compares a trace with `expected.trace`.
 //!
-//! A wrapper in `src/sys` brackets each syscall with [`enter`] and [`Call::exit`]. Lessons name
-//! their threads with [`set_actor`], explain a particular call with [`explain`], and narrate
-//! with [`say`] (or [`measured`] for numbers that change from run to run).
+//! Every wrapper in `src/sys` makes its call through [`syscall`] (or [`syscall_into`], when
+//! the kernel fills in a buffer): the one place a call is recorded, and one that cannot be
+//! left unfinished. Lessons name their threads with [`set_actor`], explain a particular call
+//! with [`explain`], narrate with [`say`] (or [`measured`] for numbers that change from run to
+//! run), and hide plumbing that is not the lesson with [`stage`].
 
+mod collector;
+pub mod context;
+pub mod event;
 pub mod expected;
+mod human;
+mod json;
 pub mod notes;
+mod order;
+pub mod pieces;
+mod plain;
 pub mod render;
 mod sink;
 
 use std::cell::{Cell, RefCell};
-use std::time::Instant;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-pub use sink::{CLOCK_ENV, Mode, after_fork_in_child, clock_origin, mode, set_mode};
+pub use collector::collect;
+use event::{Event, What};
+pub use pieces::{Args, Finish, Piece, Spec, ToRet};
+pub use sink::{Mode, TRACE_ENV, finish, is_on, mode, set_mode};
 
 thread_local! {
     static ACTOR: RefCell<String> = RefCell::new(String::from("main"));
     static EXPLAIN: RefCell<Option<String>> = const { RefCell::new(None) };
     static TID: Cell<i32> = const { Cell::new(0) };
+    /// Set between a call's enter and exit; a forked child clears it (the call is its parent's).
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
+    /// How many [`stage`]s this thread is inside.
+    static STAGE: Cell<u32> = const { Cell::new(0) };
 }
+
+/// This process's id, asked once (getpid is a syscall; a forked child asks again).
+static PID: AtomicI32 = AtomicI32::new(0);
 
 /// Names the calling thread in the trace: `server`, `client#2`, `child#1`.
 pub fn set_actor(name: impl Into<String>) {
@@ -35,20 +59,32 @@ pub fn actor() -> String {
     ACTOR.with(|a| a.borrow().clone())
 }
 
-/// The lesson's own words for the next call this thread makes (they replace the table's note).
+/// The lesson's own words for the next call this thread makes: they print every time, in
+/// place of the table's note.
 pub fn explain(text: impl Into<String>) {
-    EXPLAIN.with(|e| *e.borrow_mut() = Some(text.into()));
+    if is_on() && !in_stage() {
+        EXPLAIN.with(|e| *e.borrow_mut() = Some(text.into()));
+    }
 }
 
 /// A line of narration from this actor, shown in order with the calls.
 pub fn say(text: impl AsRef<str>) {
-    sink::narrate(text.as_ref(), false);
+    narrate(text.as_ref(), false);
 }
 
 /// Narration carrying a measurement (a time, a count of spins): shown as is, but the numbers
 /// in it are not compared against `expected.trace`.
 pub fn measured(text: impl AsRef<str>) {
-    sink::narrate(text.as_ref(), true);
+    narrate(text.as_ref(), true);
+}
+
+fn narrate(text: &str, measured: bool) {
+    if is_on() && !in_stage() {
+        emit(What::Say {
+            text: text.to_string(),
+            measured,
+        });
+    }
 }
 
 /// Runs `body` on a new thread that appears in the trace as `actor`.
@@ -66,6 +102,157 @@ pub fn spawn<T: Send + 'static>(
         .expect("spawning a thread")
 }
 
+/// Runs `body`, plumbing that is not the lesson (a demo's terminals and control pipes, a
+/// library function's own syscalls), without recording its calls or narration. A begin and an
+/// end marker are recorded instead: on the wire they are writes to fd 1, so a test holding
+/// the trace against real strace knows which of this thread's calls to leave out.
+pub fn stage<R>(body: impl FnOnce() -> R) -> R {
+    if !is_on() {
+        return body();
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let depth = STAGE.with(|s| {
+                s.set(s.get() - 1);
+                s.get()
+            });
+            if depth == 0 {
+                emit(What::StageEnd);
+            }
+        }
+    }
+    if !in_stage() {
+        emit(What::StageBegin);
+    }
+    STAGE.with(|s| s.set(s.get() + 1));
+    let _leave = Leave;
+    body()
+}
+
+fn in_stage() -> bool {
+    STAGE.with(|s| s.get() > 0)
+}
+
+/// Makes a system call and records it: the one choke point of `src/sys`.
+///
+/// `before` gives the arguments known before the call, `call` makes it, `after` gives what
+/// the kernel filled in and the result as strace prints it. `before` and `after` run only
+/// when tracing is on: off, this costs one relaxed atomic load and then `call()`. The record
+/// is finished even if `call` panics (it prints `= ?`, as a call that never returned).
+#[inline]
+pub fn syscall<T>(
+    spec: &Spec,
+    before: impl FnOnce() -> Args,
+    call: impl FnOnce() -> nix::Result<T>,
+    after: impl FnOnce(&nix::Result<T>) -> Finish,
+) -> nix::Result<T> {
+    syscall_into(spec, &mut (), |_| before(), |_| call(), |_, result| after(result))
+}
+
+/// [`syscall`] for a call that writes into `out` (a buffer, an array of pollfds, fd_sets):
+/// `call` gets it to fill, then `after` gets it to read.
+#[inline]
+pub fn syscall_into<O: ?Sized, T>(
+    spec: &Spec,
+    out: &mut O,
+    before: impl FnOnce(&O) -> Args,
+    call: impl FnOnce(&mut O) -> nix::Result<T>,
+    after: impl FnOnce(&O, &nix::Result<T>) -> Finish,
+) -> nix::Result<T> {
+    if !is_on() || in_stage() {
+        return call(out);
+    }
+    let entered = now_ns();
+    let args = before(out);
+    let first_fd = match args.0.first().map(Vec::as_slice) {
+        Some([Piece::Fd(fd)]) => Some(*fd),
+        _ => None,
+    };
+    emit_at(
+        entered,
+        What::Enter {
+            name: spec.name.into(),
+            args,
+            fills: spec.fills,
+        },
+    );
+
+    /// Finishes the record of a call that panicked.
+    struct Unreturned(&'static str);
+    impl Drop for Unreturned {
+        fn drop(&mut self) {
+            if IN_CALL.with(|c| c.replace(false)) {
+                emit(What::Exit {
+                    name: self.0.into(),
+                    args: Args::new(),
+                    ret: Vec::new(),
+                    errno: None,
+                    note: self.0.into(),
+                    explained: None,
+                });
+            }
+        }
+    }
+    IN_CALL.with(|c| c.set(true));
+    let unreturned = Unreturned(spec.name);
+    let result = call(out);
+    let returned = now_ns();
+    std::mem::forget(unreturned);
+    // A forked child returns from its parent's fork: the record is the parent's to finish.
+    if !IN_CALL.with(|c| c.replace(false)) {
+        return result;
+    }
+    let finish = after(out, &result);
+    let errno = result.as_ref().err().copied();
+    if let (Some(fd), Some(errno)) = (first_fd, errno) {
+        context::table().failed(fd, errno);
+    }
+    emit_at(
+        returned,
+        What::Exit {
+            name: spec.name.into(),
+            args: finish.args,
+            ret: finish.ret,
+            errno: errno.map(|e| e as i32),
+            note: finish.note.unwrap_or(spec.note).into(),
+            explained: EXPLAIN.with(|e| e.borrow_mut().take()),
+        },
+    );
+    result
+}
+
+fn emit(what: What) {
+    emit_at(now_ns(), what);
+}
+
+fn emit_at(t: u64, what: What) {
+    sink::emit(Event {
+        t,
+        pid: pid(),
+        tid: tid(),
+        actor: actor(),
+        what,
+    });
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine.
+pub fn now_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid timespec to write into; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+fn pid() -> i32 {
+    let mut pid = PID.load(Ordering::Relaxed);
+    if pid == 0 {
+        pid = nix::unistd::getpid().as_raw();
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
 fn tid() -> i32 {
     TID.with(|t| {
         if t.get() == 0 {
@@ -75,115 +262,22 @@ fn tid() -> i32 {
     })
 }
 
-/// A forked child is a new thread with the same memory: forget the cached thread id, and the
-/// note meant for the parent's fork call, which the child never finishes.
-fn forget_thread_state() {
+/// Call in a forked child before it traces anything. The child is a new process with one
+/// thread: it forgets the parent's ids, the call it returned from (fork, the parent's to
+/// finish), the note meant for that call, and the parent's printer; its descriptor table is a
+/// copy of the parent's, every socket in it now shared.
+pub fn after_fork_in_child() {
+    PID.store(0, Ordering::Relaxed);
     TID.with(|t| t.set(0));
+    IN_CALL.with(|c| c.set(false));
     EXPLAIN.with(|e| e.borrow_mut().take());
+    sink::after_fork_in_child();
+    context::after_fork_in_child();
 }
 
-/// A syscall under way. Made by [`enter`] before the call, finished by [`Call::exit`] after it.
-#[must_use = "a call must be finished with exit()"]
-pub struct Call {
-    /// The row of the notes table this call is explained by (its name, unless changed).
-    note_key: &'static str,
-    /// None when tracing is off: nothing is rendered and nothing recorded.
-    id: Option<u64>,
-    started: Instant,
-}
-
-/// Starts a record for `name` (the kernel's name for the call) whose arguments are all known
-/// before the call: strace prints them all before `<unfinished ...>` if it blocks.
-pub fn enter(name: &'static str, args: impl FnOnce() -> Vec<String>) -> Call {
-    start(name, args, false)
-}
-
-/// Starts a record for a call that fills in more arguments (a buffer, an address) when it
-/// returns: `args` are those known before; [`Call::exit`] renders the rest.
-pub fn enter_filling(name: &'static str, args: impl FnOnce() -> Vec<String>) -> Call {
-    start(name, args, true)
-}
-
-fn start(name: &'static str, args: impl FnOnce() -> Vec<String>, filling: bool) -> Call {
-    let started = Instant::now();
-    if mode() == Mode::Off {
-        return Call {
-            note_key: name,
-            id: None,
-            started,
-        };
-    }
-    let id = sink::begin(name, args().join(", "), filling, started);
-    Call {
-        note_key: name,
-        id: Some(id),
-        started,
-    }
-}
-
-impl Call {
-    /// Files this call's note under `key` instead of its syscall name: `send` arrives as
-    /// `sendto` with no address, and means something else than a datagram's sendto.
-    pub fn noted_as(mut self, key: &'static str) -> Call {
-        self.note_key = key;
-        self
-    }
-
-    /// Finishes the record: `out_args` are the arguments strace prints after the call returns
-    /// (buffers it filled, value-result lengths), `ok` renders a successful result.
-    pub fn exit<T>(
-        self,
-        result: &nix::Result<T>,
-        out_args: impl FnOnce() -> Vec<String>,
-        ok: impl FnOnce(&T) -> String,
-    ) {
-        let explained = EXPLAIN.with(|e| e.borrow_mut().take());
-        let Some(id) = self.id else { return };
-        let errno = result.as_ref().err().copied();
-        let finish = sink::Finish {
-            id,
-            note_key: self.note_key,
-            out_args: out_args().join(", "),
-            ret: render::result(result, ok),
-            errno,
-            explained,
-            elapsed: self.started.elapsed(),
-        };
-        sink::end(finish);
-    }
-
-    /// Finishes a call whose success prints as a plain number (`= 3`, `= 0`).
-    pub fn exit_num<T: ToRet>(self, result: &nix::Result<T>, out_args: impl FnOnce() -> Vec<String>) {
-        self.exit(result, out_args, ToRet::ret);
-    }
-}
-
-/// How a successful result reads after `=`.
-pub trait ToRet {
-    fn ret(&self) -> String;
-}
-
-impl ToRet for () {
-    fn ret(&self) -> String {
-        "0".into()
-    }
-}
-
-impl ToRet for usize {
-    fn ret(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl ToRet for i32 {
-    fn ret(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl ToRet for std::os::fd::OwnedFd {
-    fn ret(&self) -> String {
-        use std::os::fd::AsRawFd;
-        self.as_raw_fd().to_string()
+/// In the parent, after a fork: its sockets are shared with the child now.
+pub fn after_fork_in_parent() {
+    if is_on() {
+        context::table().forked();
     }
 }

@@ -1,8 +1,10 @@
 //! The notes table: what a call, or a call's error, means, in a sentence.
 //!
-//! A note is printed under a call the first time its syscall (or that syscall's errno) shows
-//! up in a process; after that the line speaks for itself. A lesson supplies its own words for
-//! one particular call with `trace::explain`, which always wins over this table.
+//! A row is printed under a call the first time it applies in a run (across every actor and
+//! process of a demo); after that the lines speak for themselves. Rows are keyed by syscall,
+//! or by syscall and context (`close.listener`: see `context.rs`, which knows what each
+//! descriptor is), and optionally narrowed to one errno. A lesson supplies its own words for
+//! one particular call with `trace::explain`, which always print and win over this table.
 
 use nix::errno::Errno;
 
@@ -51,7 +53,12 @@ pub const NOTES: &[Note] = &[
     ),
     note(
         "connect",
-        "TCP: the three-way handshake, done when this returns; UDP: only remembers the peer",
+        "TCP: sends SYN and returns when the server's SYN-ACK arrives; the server's side completes \
+         on our ACK, whether or not anyone accepted",
+    ),
+    note(
+        "connect.udp",
+        "UDP sends nothing: the kernel only remembers the peer, for send() and for filtering recv()",
     ),
     on_error(
         "connect",
@@ -75,11 +82,42 @@ pub const NOTES: &[Note] = &[
     ),
     note(
         "shutdown",
-        "closes one direction of the conversation; the descriptor stays open",
+        "closes one direction of the conversation; the descriptor stays open (SHUT_WR sends FIN)",
+    ),
+    // close means something different for each kind of descriptor: context.rs picks the row.
+    note("close", "the descriptor is freed"),
+    note(
+        "close.tcp",
+        "the last descriptor of a connected TCP socket: the kernel sends FIN after anything still queued",
     ),
     note(
-        "close",
-        "the descriptor is freed; closing the last one of a connected TCP socket sends FIN",
+        "close.shared",
+        "frees this descriptor; copies made by fork or dup share the socket, which ends only when \
+         the last of them is closed",
+    ),
+    note(
+        "close.tcp-dead",
+        "the connection is already dead (reset or timed out): nothing is sent, the descriptor is freed",
+    ),
+    note(
+        "close.tcp-shut",
+        "no second FIN: ours went at shutdown(SHUT_WR); close frees the descriptor",
+    ),
+    note(
+        "close.tcp-unconnected",
+        "this TCP socket never had a connection: nothing is sent",
+    ),
+    note(
+        "close.listener",
+        "a listener closes with no FIN: connections still queued for accept are reset",
+    ),
+    note(
+        "close.unix",
+        "AF_UNIX sends no FIN: the peer's next read returns 0 (end of file)",
+    ),
+    note(
+        "close.udp",
+        "UDP has no connection to end: nothing is sent, the port is free again",
     ),
     on_error("close", Errno::EBADF, "that number is not an open descriptor"),
     // send() and recv() arrive as sendto/recvfrom without an address; the wrappers file their
@@ -90,7 +128,25 @@ pub const NOTES: &[Note] = &[
     ),
     note(
         "recv",
-        "what recv() becomes in the kernel: recvfrom; 0 means the peer closed (end of file)",
+        "what recv() becomes in the kernel: recvfrom with no address; returns what had arrived, \
+         up to the buffer's size",
+    ),
+    // A read that returns 0: context.rs picks the row.
+    note(
+        "eof.tcp",
+        "0: the peer's FIN arrived: it will send no more (it may still read what we send)",
+    ),
+    note(
+        "eof.unix",
+        "0: the peer closed its end (or shut down writing): end of file",
+    ),
+    note(
+        "eof.udp",
+        "0 is an empty datagram here, not end of file: UDP has no connection to end",
+    ),
+    note(
+        "eof",
+        "0: end of file: every writer closed its end (a terminal's Ctrl-D, a pipe's last writer)",
     ),
     note(
         "sendto",
@@ -166,15 +222,25 @@ pub const NOTES: &[Note] = &[
     on_error("*", Errno::ENOTCONN, "the socket is not connected"),
 ];
 
-/// The words for `syscall` ending with `errno` (None when it succeeded).
-pub fn lookup(syscall: &str, errno: Option<Errno>) -> Option<&'static str> {
-    let exact = NOTES.iter().find(|n| n.syscall == syscall && n.errno == errno);
-    let any_call = || {
-        NOTES
-            .iter()
-            .find(|n| n.syscall == "*" && errno.is_some() && n.errno == errno)
-    };
-    exact.or_else(any_call).map(|n| n.text)
+/// The row for a call noted as `key` that ended with `errno` (None when it succeeded): the
+/// exact row, else the row of the syscall the key belongs to (`close` for `close.tcp`), else a
+/// row for that errno on any call.
+pub fn row(key: &str, errno: Option<Errno>) -> Option<&'static Note> {
+    let syscall = key.split('.').next().unwrap_or(key);
+    let find = |name: &str| NOTES.iter().find(|n| n.syscall == name && n.errno == errno);
+    find(key)
+        .or_else(|| find(syscall))
+        .or_else(|| errno.and_then(|_| find("*")))
+}
+
+/// The words for a call noted as `key` that ended with `errno`.
+pub fn lookup(key: &str, errno: Option<Errno>) -> Option<&'static str> {
+    row(key, errno).map(|n| n.text)
+}
+
+/// Whether `text` is one of the table's notes (rather than a lesson's own words).
+pub fn is_table_note(text: &str) -> bool {
+    NOTES.iter().any(|n| n.text == text)
 }
 
 #[cfg(test)]
@@ -183,10 +249,23 @@ mod tests {
 
     #[test]
     fn exact_rows_win_over_wildcards() {
-        assert_eq!(lookup("connect", Some(Errno::ECONNREFUSED)), Some(NOTES[7].text));
+        assert!(
+            lookup("connect", Some(Errno::ECONNREFUSED))
+                .unwrap()
+                .contains("nobody listens there")
+        );
         assert!(lookup("recvfrom", Some(Errno::EAGAIN)).unwrap().contains("try again"));
         assert!(lookup("recv", None).unwrap().contains("recvfrom"));
         assert!(lookup("recvfrom", None).unwrap().contains("datagram"));
         assert_eq!(lookup("nosuchcall", None), None);
+        assert!(lookup("close.listener", None).unwrap().contains("reset"));
+        assert_eq!(lookup("close.nosuchkind", None), lookup("close", None));
+        assert_eq!(
+            lookup("close.tcp", Some(Errno::EBADF)),
+            lookup("close", Some(Errno::EBADF))
+        );
+        assert!(lookup("recv", Some(Errno::ECONNRESET)).unwrap().contains("RST"));
+        assert!(is_table_note(lookup("eof.tcp", None).unwrap()));
+        assert!(!is_table_note("a lesson's own words"));
     }
 }

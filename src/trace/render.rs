@@ -1,7 +1,13 @@
-//! strace 6.1's way of printing arguments: strings, addresses, flags, errors, sets.
+//! strace 6.1's way of printing a call: strings, addresses, flags, errors, sets, whole lines.
 //!
-//! Each function returns the text strace would print for one argument, so a wrapper in
-//! `src/sys` builds its line from these pieces and a learner can hold it against `strace -f`.
+//! A call's pieces ([`Piece`]) are rendered in one of two forms: [`Form::Verbatim`], exactly
+//! as strace prints them (the human and JSON traces), or [`Form::Normalised`], with the values
+//! that change from run to run replaced by words (`PORT`, `0xADDR`, `PID`, `{…}`), which is
+//! what `expected.trace` files hold.
+//!
+//! Narration and the bytes a call carried are free text, so they get one text rule instead
+//! ([`ports_in_text`]): a number after `127.0.0.1:`, `0.0.0.0:`, `]:` or `port ` is a port,
+//! one after `pid ` a pid.
 
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
@@ -9,8 +15,17 @@ use std::os::fd::RawFd;
 use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
-/// strace's default string limit (`-s 32`): longer buffers are cut and followed by `...`.
-pub const STRING_LIMIT: usize = 32;
+pub use super::pieces::STRING_LIMIT;
+use super::pieces::{Args, FlagTable, Piece};
+
+/// How a trace shows values that change from run to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// As strace prints them: `htons(40123)`, `0x7ffd9a1c65a0`, `= 4242`.
+    Verbatim,
+    /// As `expected.trace` holds them: `htons(PORT)`, `0xADDR`, `= PID`.
+    Normalised,
+}
 
 /// A byte buffer as strace quotes it: C escapes, octal for the rest, cut at 32 bytes.
 pub fn quote(bytes: &[u8]) -> String {
@@ -43,28 +58,12 @@ pub fn quote(bytes: &[u8]) -> String {
     out
 }
 
-/// An output buffer: its contents when the call filled it, its address when it did not.
-pub fn buffer_out<T>(buf: &[u8], result: &nix::Result<T>, filled: impl Fn(&T) -> usize) -> String {
-    match result {
-        Ok(value) => quote(&buf[..filled(value).min(buf.len())]),
-        Err(_) => pointer(buf.as_ptr()),
-    }
-}
-
-/// A pointer the kernel did not fill (or strace does not decode), printed as its address.
-pub fn pointer<T>(ptr: *const T) -> String {
-    if ptr.is_null() {
-        "NULL".into()
-    } else {
-        format!("{ptr:p}")
-    }
-}
-
-/// A call's result: the value, or `-1 ENAME (strerror text)`.
-pub fn result<T>(result: &nix::Result<T>, ok: impl FnOnce(&T) -> String) -> String {
-    match result {
-        Ok(value) => ok(value),
-        Err(errno) => error(*errno),
+/// An output buffer: its contents when the call filled `filled` bytes of it, its address
+/// when the call failed and filled nothing.
+pub fn buffer_out(buf: &[u8], filled: Option<usize>) -> Piece {
+    match filled {
+        Some(n) => Piece::bytes(&buf[..n.min(buf.len())]),
+        None => Piece::pointer(buf.as_ptr()),
     }
 }
 
@@ -88,7 +87,7 @@ pub fn strerror(errno: Errno) -> String {
 }
 
 /// Flags as strace prints them: known names joined by `|`, leftovers in hex, `0` for none.
-pub fn flags(value: i64, table: &[(i64, &str)]) -> String {
+pub fn flags(value: i64, table: &FlagTable) -> String {
     let mut names = Vec::new();
     let mut left = value;
     for &(bit, name) in table {
@@ -104,14 +103,14 @@ pub fn flags(value: i64, table: &[(i64, &str)]) -> String {
 }
 
 /// The one name that matches `value` exactly, or the number itself.
-pub fn constant(value: i64, table: &[(i64, &str)]) -> String {
+pub fn constant(value: i64, table: &FlagTable) -> String {
     table
         .iter()
         .find(|(v, _)| *v == value)
         .map_or_else(|| value.to_string(), |(_, name)| name.to_string())
 }
 
-pub const ADDRESS_FAMILIES: &[(i64, &str)] = &[
+pub const ADDRESS_FAMILIES: &FlagTable = &[
     (libc::AF_UNSPEC as i64, "AF_UNSPEC"),
     (libc::AF_UNIX as i64, "AF_UNIX"),
     (libc::AF_INET as i64, "AF_INET"),
@@ -119,19 +118,19 @@ pub const ADDRESS_FAMILIES: &[(i64, &str)] = &[
     (libc::AF_NETLINK as i64, "AF_NETLINK"),
 ];
 
-pub const SOCKET_TYPES: &[(i64, &str)] = &[
+pub const SOCKET_TYPES: &FlagTable = &[
     (libc::SOCK_STREAM as i64, "SOCK_STREAM"),
     (libc::SOCK_DGRAM as i64, "SOCK_DGRAM"),
     (libc::SOCK_RAW as i64, "SOCK_RAW"),
     (libc::SOCK_SEQPACKET as i64, "SOCK_SEQPACKET"),
 ];
 
-pub const SOCKET_FLAGS: &[(i64, &str)] = &[
+pub const SOCKET_FLAGS: &FlagTable = &[
     (libc::SOCK_CLOEXEC as i64, "SOCK_CLOEXEC"),
     (libc::SOCK_NONBLOCK as i64, "SOCK_NONBLOCK"),
 ];
 
-pub const MSG_FLAGS: &[(i64, &str)] = &[
+pub const MSG_FLAGS: &FlagTable = &[
     (libc::MSG_OOB as i64, "MSG_OOB"),
     (libc::MSG_PEEK as i64, "MSG_PEEK"),
     (libc::MSG_DONTROUTE as i64, "MSG_DONTROUTE"),
@@ -160,7 +159,7 @@ pub fn socket_type(value: i32) -> String {
 
 /// The protocol argument of socket(2): strace names it only for the inet families.
 pub fn protocol(family: i32, protocol: i32) -> String {
-    const PROTOCOLS: &[(i64, &str)] = &[
+    const PROTOCOLS: &FlagTable = &[
         (libc::IPPROTO_IP as i64, "IPPROTO_IP"),
         (libc::IPPROTO_TCP as i64, "IPPROTO_TCP"),
         (libc::IPPROTO_UDP as i64, "IPPROTO_UDP"),
@@ -175,32 +174,42 @@ pub fn protocol(family: i32, protocol: i32) -> String {
 
 /// A socket address, `{sa_family=AF_INET, sin_port=htons(7000), sin_addr=inet_addr("127.0.0.1")}`.
 pub fn sockaddr(addr: &dyn SockaddrLike) -> String {
+    pieces(&sockaddr_pieces(addr), Form::Verbatim)
+}
+
+/// A socket address as pieces, its port one of them.
+pub fn sockaddr_pieces(addr: &dyn SockaddrLike) -> Vec<Piece> {
     // SAFETY: a SockaddrLike promises that as_ptr() points to a valid sockaddr of len() bytes.
     let storage = unsafe { SockaddrStorage::from_raw(addr.as_ptr(), Some(addr.len())) };
     match storage {
-        Some(storage) => sockaddr_storage(&storage),
-        None => format!("{{sa_family={}}}", addr.family().map_or(0, |f| f as i32)),
+        Some(storage) => storage_pieces(&storage),
+        None => vec![Piece::text(format!(
+            "{{sa_family={}}}",
+            addr.family().map_or(0, |f| f as i32)
+        ))],
     }
 }
 
-fn sockaddr_storage(addr: &SockaddrStorage) -> String {
+fn storage_pieces(addr: &SockaddrStorage) -> Vec<Piece> {
     if let Some(v4) = addr.as_sockaddr_in() {
-        format!(
-            "{{sa_family=AF_INET, sin_port=htons({}), sin_addr=inet_addr(\"{}\")}}",
-            v4.port(),
-            v4.ip()
-        )
+        vec![
+            Piece::text("{sa_family=AF_INET, sin_port=htons("),
+            Piece::Port(v4.port()),
+            Piece::text(format!("), sin_addr=inet_addr(\"{}\")}}", v4.ip())),
+        ]
     } else if let Some(v6) = addr.as_sockaddr_in6() {
-        format!(
-            "{{sa_family=AF_INET6, sin6_port=htons({}), sin6_flowinfo=htonl({}), \
-             inet_pton(AF_INET6, \"{}\", &sin6_addr), sin6_scope_id={}}}",
-            v6.port(),
-            v6.flowinfo(),
-            v6.ip(),
-            v6.scope_id()
-        )
+        vec![
+            Piece::text("{sa_family=AF_INET6, sin6_port=htons("),
+            Piece::Port(v6.port()),
+            Piece::text(format!(
+                "), sin6_flowinfo=htonl({}), inet_pton(AF_INET6, \"{}\", &sin6_addr), sin6_scope_id={}}}",
+                v6.flowinfo(),
+                v6.ip(),
+                v6.scope_id()
+            )),
+        ]
     } else if let Some(unix) = addr.as_unix_addr() {
-        if let Some(path) = unix.path() {
+        let text = if let Some(path) = unix.path() {
             format!(
                 "{{sa_family=AF_UNIX, sun_path={}}}",
                 quote_path(path.as_os_str().as_encoded_bytes())
@@ -209,12 +218,13 @@ fn sockaddr_storage(addr: &SockaddrStorage) -> String {
             format!("{{sa_family=AF_UNIX, sun_path=@{}}}", quote_path(name))
         } else {
             "{sa_family=AF_UNIX}".into()
-        }
+        };
+        vec![Piece::text(text)]
     } else {
-        format!(
+        vec![Piece::text(format!(
             "{{sa_family={}}}",
             constant(addr.family().map_or(0, |f| f as i64), ADDRESS_FAMILIES)
-        )
+        ))]
     }
 }
 
@@ -260,6 +270,140 @@ pub fn timeval(secs: i64, micros: i64) -> String {
     format!("{{tv_sec={secs}, tv_usec={micros}}}")
 }
 
+/// One piece, in the form asked for.
+pub fn piece(piece: &Piece, form: Form, out: &mut String) {
+    let normalised = form == Form::Normalised;
+    match piece {
+        Piece::Text(text) => out.push_str(text),
+        Piece::Fd(fd) => {
+            let _ = write!(out, "{fd}");
+        }
+        Piece::Int(value) => {
+            let _ = write!(out, "{value}");
+        }
+        Piece::Flags { bits, table } => out.push_str(&flags(*bits, table)),
+        Piece::Bytes { head, len } => {
+            let mut text = quote(head);
+            if *len > head.len() {
+                text.push_str("...");
+            }
+            if normalised {
+                text = ports_in_text(&text);
+            }
+            out.push_str(&text);
+        }
+        Piece::Port(port) if normalised && *port != 0 => out.push_str("PORT"),
+        Piece::Port(port) => {
+            let _ = write!(out, "{port}");
+        }
+        Piece::Pointer(Some(0)) => out.push_str("NULL"),
+        Piece::Pointer(Some(address)) if !normalised => {
+            let _ = write!(out, "{address:#x}");
+        }
+        Piece::Pointer(_) => out.push_str("0xADDR"),
+        Piece::Pid(_) if normalised => out.push_str("PID"),
+        Piece::Pid(pid) => {
+            let _ = write!(out, "{pid}");
+        }
+        Piece::TimeLeft { .. } if normalised => out.push_str("{…}"),
+        Piece::TimeLeft { secs, nanos } => out.push_str(&timespec(*secs, *nanos)),
+    }
+}
+
+/// A run of pieces, in the form asked for.
+pub fn pieces(run: &[Piece], form: Form) -> String {
+    let mut out = String::new();
+    for one in run {
+        piece(one, form, &mut out);
+    }
+    out
+}
+
+/// Arguments as strace separates them: `3, "hi", 2`.
+pub fn args(args: &Args, form: Form) -> String {
+    let rendered: Vec<String> = args.0.iter().map(|arg| pieces(arg, form)).collect();
+    rendered.join(", ")
+}
+
+/// What follows `=`: the value, `-1 ENAME (strerror text)` for an error, `?` for a call
+/// that never returned.
+pub fn ret(ret: &[Piece], errno: Option<i32>, form: Form) -> String {
+    match errno {
+        Some(code) => error(Errno::from_raw(code)),
+        None if ret.is_empty() => "?".into(),
+        None => pieces(ret, form),
+    }
+}
+
+/// A whole call: `name(before, after) = ret`, `=` at column 40.
+pub fn whole_line(name: &str, before: &Args, after: &Args, ret_text: &str, form: Form) -> String {
+    let mut all = before.clone();
+    all.0.extend(after.0.iter().cloned());
+    strace_line(&format!("{name}({})", args(&all, form)), ret_text)
+}
+
+/// The first half of a call that blocked while others acted: `accept4(3,  <unfinished ...>`.
+/// strace has printed the arguments known on entry, and a comma if more follow.
+pub fn unfinished_line(name: &str, before: &Args, after_follows: bool, form: Form) -> String {
+    let comma = if after_follows && !before.is_empty() { ", " } else { "" };
+    format!("{name}({}{comma} <unfinished ...>", args(before, form))
+}
+
+/// The second half: `<... accept4 resumed>{sa_family=AF_INET, …}, [128 => 16], 0) = 4`.
+pub fn resumed_line(name: &str, after: &Args, ret_text: &str, form: Form) -> String {
+    strace_line(&format!("<... {name} resumed>{})", args(after, form)), ret_text)
+}
+
+/// strace puts `=` at column 40: `format!("{call:<39} = {ret}")`.
+pub fn strace_line(call: &str, ret: &str) -> String {
+    format!("{call:<39} = {ret}")
+}
+
+/// The text rule for narration and carried bytes: `127.0.0.1:40123` and `[::1]:40123` become
+/// `…:PORT`, `port 40123` becomes `port PORT` (`port 0` stays), `pid 1234` becomes `pid PID`.
+pub fn ports_in_text(text: &str) -> String {
+    let mut out = text.to_string();
+    for prefix in ["127.0.0.1:", "0.0.0.0:", "]:", "port "] {
+        out = numbers_after(&out, prefix, "PORT");
+    }
+    numbers_after(&out, "pid ", "PID")
+}
+
+/// Every number right after `prefix` becomes `word`, except a port 0 spelled `port 0`.
+fn numbers_after(text: &str, prefix: &str, word: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let after = &rest[at + prefix.len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push_str(&rest[..at + prefix.len()]);
+        let number = &after[..digits];
+        let keep = digits == 0 || (prefix == "port " && number == "0");
+        out.push_str(if keep { number } else { word });
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A measurement's numbers all become `N`: `spun 1234 times in 5.2 ms` is `spun N times in N ms`.
+pub fn digits_to_n(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +440,79 @@ mod tests {
         assert_eq!(error(Errno::EAGAIN), "-1 EAGAIN (Resource temporarily unavailable)");
         assert_eq!(fd_list(&[3, 4]), "[3 4]");
         assert_eq!(length_in_out(128, 16), "[128 => 16]");
+    }
+
+    #[test]
+    fn pieces_render_verbatim_or_normalised() {
+        let addr = SockaddrStorage::from("127.0.0.1:40123".parse::<std::net::SocketAddr>().unwrap());
+        let args = Args::new()
+            .fd(3)
+            .addr(&addr)
+            .pointer(0x7ffd9a1c65a0usize as *const u8)
+            .pointer(std::ptr::null::<u8>())
+            .pid(4242);
+        assert_eq!(
+            super::args(&args, Form::Verbatim),
+            r#"3, {sa_family=AF_INET, sin_port=htons(40123), sin_addr=inet_addr("127.0.0.1")}, 0x7ffd9a1c65a0, NULL, 4242"#
+        );
+        assert_eq!(
+            super::args(&args, Form::Normalised),
+            r#"3, {sa_family=AF_INET, sin_port=htons(PORT), sin_addr=inet_addr("127.0.0.1")}, 0xADDR, NULL, PID"#
+        );
+        let bound = SockaddrStorage::from("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap());
+        assert!(super::args(&Args::new().addr(&bound), Form::Normalised).contains("htons(0)"));
+        let left = [Piece::text("left "), Piece::TimeLeft { secs: 0, nanos: 99 }];
+        assert_eq!(pieces(&left, Form::Verbatim), "left {tv_sec=0, tv_nsec=99}");
+        assert_eq!(pieces(&left, Form::Normalised), "left {…}");
+        let long = Args::new().bytes(&[b'x'; 40]);
+        assert_eq!(super::args(&long, Form::Verbatim), format!("\"{}\"...", "x".repeat(32)));
+        let chat = Args::new().bytes(b"12:00:00 127.0.0.1:40122 say: hi");
+        assert_eq!(
+            super::args(&chat, Form::Normalised),
+            r#""12:00:00 127.0.0.1:PORT say: hi""#
+        );
+    }
+
+    #[test]
+    fn lines_put_the_result_at_column_40_and_split_like_strace() {
+        assert_eq!(
+            strace_line("listen(3, 128)", "0"),
+            format!("listen(3, 128){} = 0", " ".repeat(25))
+        );
+        let long = "x".repeat(45);
+        assert_eq!(strace_line(&long, "0"), format!("{long} = 0"));
+        let before = Args::new().fd(3);
+        let after = Args::new().text("NULL").text("NULL").text("SOCK_CLOEXEC");
+        assert_eq!(
+            unfinished_line("accept4", &before, true, Form::Verbatim),
+            "accept4(3,  <unfinished ...>"
+        );
+        assert_eq!(
+            unfinished_line("sendto", &before, false, Form::Verbatim),
+            "sendto(3 <unfinished ...>"
+        );
+        assert_eq!(
+            resumed_line("accept4", &after, "4", Form::Verbatim),
+            strace_line("<... accept4 resumed>NULL, NULL, SOCK_CLOEXEC)", "4")
+        );
+        assert_eq!(ret(&[], None, Form::Verbatim), "?");
+        assert_eq!(
+            ret(&[], Some(libc::EAGAIN), Form::Verbatim),
+            "-1 EAGAIN (Resource temporarily unavailable)"
+        );
+    }
+
+    #[test]
+    fn the_text_rule_names_ports_and_pids() {
+        assert_eq!(
+            ports_in_text("listening on 127.0.0.1:7000"),
+            "listening on 127.0.0.1:PORT"
+        );
+        assert_eq!(
+            ports_in_text("[::1]:7000 and port 0, port 9"),
+            "[::1]:PORT and port 0, port PORT"
+        );
+        assert_eq!(ports_in_text("child pid 4242 ended"), "child pid PID ended");
+        assert_eq!(digits_to_n("spun 1234 times in 5.2 ms"), "spun N times in N ms");
     }
 }
