@@ -235,8 +235,14 @@ fn closed_number(listener: &OwnedFd) -> Result<(), String> {
     trace::explain("no open file behind 4: POLLNVAL, counted in the result, and poll returns at once");
     poll(&mut fds, PollTimeout::from(WAIT_MS)).context("poll")?;
     trace::say("a loop that ignores POLLNVAL spins: every poll returns at once with the same answer");
+    for _ in 0..NVAL_SPINS {
+        poll(&mut fds, PollTimeout::from(WAIT_MS)).context("poll")?;
+    }
     Ok(())
 }
+
+/// How many more times scene 4 polls the same array: enough to see the loop spin.
+const NVAL_SPINS: usize = 3;
 
 /// Scene 5: POLLERR, from a non-blocking connect that the other side refuses.
 fn refused_connect() -> Result<(), String> {
