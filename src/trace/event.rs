@@ -47,6 +47,9 @@ pub enum What {
     /// The call returned (or, `ret` empty and no errno, never did).
     Exit {
         name: Cow<'static, str>,
+        /// When the syscall itself was made (after its enter was reported): how long it
+        /// took is measured from here.
+        called: u64,
         /// The arguments the kernel filled in.
         args: Args,
         ret: Vec<Piece>,
@@ -116,6 +119,7 @@ fn encode_with_limit(event: &Event, limit: usize) -> String {
         }
         What::Exit {
             name,
+            called,
             args,
             ret,
             errno,
@@ -123,6 +127,7 @@ fn encode_with_limit(event: &Event, limit: usize) -> String {
             explained,
         } => {
             fields.push(name);
+            fields.push(&called.to_string());
             fields.args(args);
             fields.pieces(ret);
             fields.push(&errno.map_or(String::new(), |e| e.to_string()));
@@ -268,6 +273,7 @@ pub fn decode(line: &[u8]) -> Option<Event> {
         },
         "exit" => {
             let name = Cow::Owned(next()?);
+            let called = next()?.parse().ok()?;
             let args = read_args(&mut next)?;
             let ret = read_pieces(&mut next)?;
             let errno = next()?;
@@ -276,6 +282,7 @@ pub fn decode(line: &[u8]) -> Option<Event> {
             let explanation = next().unwrap_or_default();
             What::Exit {
                 name,
+                called,
                 args,
                 ret,
                 errno: if errno.is_empty() {
@@ -401,6 +408,7 @@ mod tests {
             }),
             event(What::Exit {
                 name: "pselect6".into(),
+                called: 123_456_000,
                 args: Args::new().fd(4),
                 ret: vec![
                     Piece::Int(1),
@@ -414,6 +422,7 @@ mod tests {
             }),
             event(What::Exit {
                 name: "recvfrom".into(),
+                called: 0,
                 args: Args::new(),
                 ret: Vec::new(),
                 errno: Some(libc::EAGAIN),

@@ -185,6 +185,7 @@ pub fn syscall_into<O: ?Sized, T>(
             if IN_CALL.with(|c| c.replace(false)) {
                 emit(What::Exit {
                     name: self.0.into(),
+                    called: 0,
                     args: Args::new(),
                     ret: Vec::new(),
                     errno: None,
@@ -196,6 +197,7 @@ pub fn syscall_into<O: ?Sized, T>(
     }
     IN_CALL.with(|c| c.set(true));
     let unreturned = Unreturned(spec.name);
+    let called = now_ns();
     let result = call(out);
     let returned = now_ns();
     std::mem::forget(unreturned);
@@ -212,6 +214,7 @@ pub fn syscall_into<O: ?Sized, T>(
         returned,
         What::Exit {
             name: spec.name.into(),
+            called,
             args: finish.args,
             ret: finish.ret,
             errno: errno.map(|e| e as i32),

@@ -37,6 +37,8 @@ pub struct Call {
     pub actor: String,
     pub name: String,
     pub enter_t: u64,
+    /// When the syscall itself was made: after its enter was reported.
+    pub called_t: u64,
     pub exit_t: u64,
     pub before: Args,
     pub after: Args,
@@ -62,9 +64,9 @@ impl Call {
         render::resumed_line(&self.name, &self.after, &ret, form)
     }
 
-    /// How long the call took, in nanoseconds.
+    /// How long the call took in the kernel, in nanoseconds.
     pub fn blocked(&self) -> u64 {
-        self.exit_t.saturating_sub(self.enter_t)
+        self.exit_t.saturating_sub(self.called_t.max(self.enter_t))
     }
 }
 
@@ -327,6 +329,7 @@ impl Order {
                 actor: open.actor,
                 name: open.name,
                 enter_t: open.t,
+                called_t: open.t,
                 exit_t: t,
                 before: open.before,
                 after: Args::new(),
@@ -425,6 +428,7 @@ fn joined(enter: Event, exit: Event) -> Call {
 fn joined_open(open: Open, exit: Event) -> Call {
     let What::Exit {
         name,
+        called,
         args,
         ret,
         errno,
@@ -444,6 +448,7 @@ fn joined_open(open: Open, exit: Event) -> Call {
             open.name
         },
         enter_t: open.t,
+        called_t: called,
         exit_t: exit.t,
         before: open.before,
         after: args,
@@ -480,6 +485,7 @@ mod tests {
     fn exit(name: &'static str, ret: i64) -> What {
         What::Exit {
             name: name.into(),
+            called: 0,
             args: Args::new().text("NULL"),
             ret: vec![Piece::Int(ret)],
             errno: None,
@@ -604,6 +610,7 @@ mod tests {
             "server",
             What::Exit {
                 name: "wait4".into(),
+                called: 0,
                 args: Args::new(),
                 ret: vec![Piece::Pid(7)],
                 errno: None,
@@ -629,6 +636,7 @@ mod tests {
         let mut order = Order::new();
         let eagain = || What::Exit {
             name: "recvfrom".into(),
+            called: 0,
             args: Args::new(),
             ret: Vec::new(),
             errno: Some(libc::EAGAIN),
