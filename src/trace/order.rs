@@ -64,8 +64,17 @@ impl Call {
         render::resumed_line(&self.name, &self.after, &ret, form)
     }
 
-    /// How long the call took in the kernel, in nanoseconds.
+    /// Whether the call never returned (`= ?`).
+    pub fn never_returned(&self) -> bool {
+        self.ret.is_empty() && self.errno.is_none()
+    }
+
+    /// How long the call took in the kernel, in nanoseconds (0 if it never returned: then
+    /// nobody knows).
     pub fn blocked(&self) -> u64 {
+        if self.never_returned() {
+            return 0;
+        }
         self.exit_t.saturating_sub(self.called_t.max(self.enter_t))
     }
 }
