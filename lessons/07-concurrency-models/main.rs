@@ -523,7 +523,9 @@ fn connect_to(server: SocketAddr) -> Result<OwnedFd, String> {
         AddressFamily::Inet6
     };
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
-    trace::explain("returns once the server's kernel finished the handshake, whether or not anyone accepted");
+    trace::explain(
+        "returns when the server's SYN-ACK arrives; the server's kernel completes the connection on our ACK, whether or not anyone accepted",
+    );
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     Ok(sock)
 }
