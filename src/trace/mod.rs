@@ -16,7 +16,7 @@
 //! run), and hide plumbing that is not the lesson with [`stage`].
 
 mod collector;
-pub mod context;
+pub(crate) mod context;
 pub mod event;
 pub mod expected;
 mod human;
