@@ -66,12 +66,19 @@ fn members(bitmap: &[u64]) -> Vec<usize> {
 /// `pselect6(nfds, readfds, NULL, NULL, {5, 0}, NULL)` made directly, as glibc's select makes it.
 fn pselect6_read(nfds: i32, readfds: &mut [u64]) -> i64 {
     assert!(readfds.len() * WORD_BITS >= nfds as usize, "the kernel reads nfds bits");
+    unchecked_pselect6_read(nfds, readfds)
+}
+
+/// The same, trusting the kernel to read no more of `readfds` than it holds: the kernel reads
+/// min(nfds, the descriptor table's size) bits, and at worst fails with EFAULT.
+fn unchecked_pselect6_read(nfds: i32, readfds: &mut [u64]) -> i64 {
     let timeout = libc::timespec {
         tv_sec: 5,
         tv_nsec: 0,
     };
-    // SAFETY: readfds is valid for reads and writes of nfds bits (checked above); the other
-    // sets and the signal mask are NULL, which pselect6 accepts; timeout is a valid timespec.
+    // SAFETY: the kernel reads and writes readfds only up to min(nfds, the descriptor table's
+    // size) bits, which the callers make sure it holds; a bad pointer would be EFAULT, not a
+    // crash. The other sets and the signal mask are NULL, which pselect6 accepts.
     unsafe {
         libc::syscall(
             libc::SYS_pselect6,
@@ -113,6 +120,28 @@ fn pselect6_reports_fd_1500_ready_in_a_2048_bit_set() {
     set(&mut readfds, far.as_raw_fd());
     assert_eq!(pselect6_read(BITS as i32, &mut readfds), 1);
     assert_eq!(members(&readfds), vec![FAR as usize]);
+
+    // An nfds past the descriptor table is cut to the table's size (FDSize in /proc/self/status):
+    // with i32::MAX the kernel would otherwise read 256 MiB past this bitmap and fail with EFAULT.
+    let table = descriptor_table_size();
+    let mut readfds = vec![0u64; table.div_ceil(WORD_BITS)];
+    set(&mut readfds, far.as_raw_fd());
+    let ready = unchecked_pselect6_read(i32::MAX, &mut readfds);
+    assert_eq!(ready, 1, "pselect6: {}", std::io::Error::last_os_error());
+    assert_eq!(members(&readfds), vec![FAR as usize]);
+}
+
+/// How many descriptors this process's table has room for now (`FDSize`, the kernel's max_fds).
+fn descriptor_table_size() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("FDSize:"))
+        .expect("an FDSize line");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("FDSize is a number")
 }
 
 /// A C program that sets bit 1100 in a `fd_set` followed by four words of its own, and prints
