@@ -95,12 +95,13 @@ fn accept_returns_the_reset_connection(nonblocking: bool) {
     assert_eq!(tcp::state(&conn), tcp::CLOSE, "the accepted socket is already CLOSED");
     assert_eq!(tcp::info(&listener).tcpi_unacked, 0);
 
-    assert_eq!(recv_once(&conn), Err(Errno::ECONNRESET), "the first recv reports the reset");
-    assert_eq!(recv_once(&conn), Ok(0), "after that: end of file");
     assert_eq!(
-        getpeername::<SockaddrIn>(conn.as_raw_fd()).err(),
-        Some(Errno::ENOTCONN)
+        recv_once(&conn),
+        Err(Errno::ECONNRESET),
+        "the first recv reports the reset"
     );
+    assert_eq!(recv_once(&conn), Ok(0), "after that: end of file");
+    assert_eq!(getpeername::<SockaddrIn>(conn.as_raw_fd()).err(), Some(Errno::ENOTCONN));
 }
 
 #[test]

@@ -57,7 +57,8 @@ fn ss_state(local: u16, peer: u16) -> Option<String> {
 
 fn wait_for_ss_state(local: u16, peer: u16, wanted: &[&str]) {
     assert!(
-        tcp::wait_until(PATIENCE, || ss_state(local, peer).is_some_and(|s| wanted.contains(&s.as_str()))),
+        tcp::wait_until(PATIENCE, || ss_state(local, peer)
+            .is_some_and(|s| wanted.contains(&s.as_str()))),
         "127.0.0.1:{local} -> {peer} never reached {wanted:?}; ss shows {:?}",
         ss_state(local, peer)
     );

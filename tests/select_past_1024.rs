@@ -72,10 +72,7 @@ fn pselect6_read(nfds: i32, readfds: &mut [u64]) -> i64 {
 /// The same, trusting the kernel to read no more of `readfds` than it holds: the kernel reads
 /// min(nfds, the descriptor table's size) bits, and at worst fails with EFAULT.
 fn unchecked_pselect6_read(nfds: i32, readfds: &mut [u64]) -> i64 {
-    let timeout = libc::timespec {
-        tv_sec: 5,
-        tv_nsec: 0,
-    };
+    let timeout = libc::timespec { tv_sec: 5, tv_nsec: 0 };
     // SAFETY: the kernel reads and writes readfds only up to min(nfds, the descriptor table's
     // size) bits, which the callers make sure it holds; a bad pointer would be EFAULT, not a
     // crash. The other sets and the signal mask are NULL, which pselect6 accepts.
