@@ -80,7 +80,12 @@ fn bulk_transfer(asked: Option<usize>) -> Sizes {
     let mut buf = vec![0u8; CHUNK];
     let mut received = 0;
     loop {
-        let n = receiver.read(&mut buf).expect("recv");
+        // SO_RCVTIMEO makes an interrupted wait fail with EINTR instead of restarting it.
+        let n = match receiver.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("recv: {e}"),
+        };
         if n == 0 {
             break;
         }

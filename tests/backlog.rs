@@ -30,6 +30,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 const NOT_BEFORE_RETRANSMISSION: Duration = Duration::from_millis(500);
 /// The least a delayed connect can take: one initial RTO (1 s), less timer granularity.
 const ONE_RETRANSMISSION: Duration = Duration::from_millis(900);
+/// How long the delayed connect may take after accept before the test gives up on it.
+const CONNECT_GUARD: Duration = Duration::from_secs(20);
 
 fn tcp_socket() -> Socket {
     Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket")
@@ -167,12 +169,10 @@ fn a_client_past_a_full_queue_is_delayed_until_accept_makes_room_not_refused() {
     wait_for_queue(&listener, BACKLOG + 1);
     let overflows = tcp::listen_overflows();
 
-    // A blocking connect, as a user's client makes it; SO_SNDTIMEO bounds it (Linux's connect
-    // honours it), so a broken kernel fails this test instead of hanging it.
+    // A blocking connect, as a user's client makes it, with no SO_SNDTIMEO: with a timeout set,
+    // any wake-up of the sleeping thread (a cgroup freeze, a stop and continue) ends connect
+    // with EINTR; without one the kernel restarts it unseen. The test bounds the wait itself.
     let client = Arc::new(tcp_socket());
-    client
-        .set_write_timeout(Some(Duration::from_secs(20)))
-        .expect("SO_SNDTIMEO");
     let started = Instant::now();
     let dialer = {
         let client = Arc::clone(&client);
@@ -194,6 +194,11 @@ fn a_client_past_a_full_queue_is_delayed_until_accept_makes_room_not_refused() {
 
     let accepted_at = Instant::now();
     let (_first, _) = listener.accept().expect("accept");
+    // A hang guard, not a claim: the SYN goes again at 1 s, 3 s, 7 s, 15 s after the first.
+    assert!(
+        tcp::wait_until(CONNECT_GUARD, || dialer.is_finished()),
+        "connect still blocked {CONNECT_GUARD:?} after accept made room"
+    );
     let (result, connected_at) = dialer.join().expect("the connecting thread");
     result.unwrap_or_else(|e| panic!("connect failed ({e}); tcp_abort_on_overflow = {abort_on_overflow}"));
     assert!(connected_at > accepted_at, "connect returned before accept made room");

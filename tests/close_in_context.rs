@@ -97,6 +97,11 @@ fn after_shutdown_wr_the_peer_had_end_of_file_before_the_close_and_close_sends_n
     peer.write_all(b"still here").expect("send");
     assert_eq!(closer.read(&mut buf).expect("read"), 10);
     wait_for_ss_state(local, remote, &["FIN-WAIT-2"]);
+    // Nothing owed to the peer either: its bytes are acknowledged (no delayed ACK to come).
+    assert!(
+        tcp::wait_until(PATIENCE, || tcp::info(&peer).tcpi_unacked == 0),
+        "the peer's bytes were never acknowledged"
+    );
 
     let before = segments_in(&peer);
     drop(closer);

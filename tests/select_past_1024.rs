@@ -170,7 +170,8 @@ fn build(name: &str, flags: &[&str]) -> PathBuf {
     util::require("cc");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("select_past_1024");
     std::fs::create_dir_all(&dir).expect("a scratch folder");
-    let source = dir.join("fd_set_past_the_end.c");
+    // One source file per build: the tests run at the same time.
+    let source = dir.join(format!("{name}.c"));
     std::fs::write(&source, FD_SET_PAST_THE_END).expect("writing the C program");
     let program = dir.join(name);
     let output = Command::new("cc")

@@ -54,16 +54,27 @@ pub struct Row {
 pub fn ss(port: u16) -> Vec<Row> {
     super::require("ss");
     let filter = format!("( sport = :{port} or dport = :{port} )");
-    let output = Command::new("ss")
-        .args(["-4", "-t", "-a", "-n", "-H", &filter])
-        .output()
-        .expect("running ss");
-    assert!(output.status.success(), "ss failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(parse_row)
-        .collect()
+    // ss reads the kernel's table in a netlink dump, which fails when the table changes under
+    // it (other tests open and close sockets all the time): ask again, a bounded number of times.
+    let mut last = None;
+    for _ in 0..SS_ATTEMPTS {
+        let output = Command::new("ss")
+            .args(["-4", "-t", "-a", "-n", "-H", &filter])
+            .output()
+            .expect("running ss");
+        if output.status.success() {
+            return String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(parse_row)
+                .collect();
+        }
+        last = Some(output);
+    }
+    panic!("ss failed {SS_ATTEMPTS} times: {last:?}");
 }
+
+/// How many times [`ss`] asks before it gives up.
+const SS_ATTEMPTS: usize = 5;
 
 fn parse_row(line: &str) -> Option<Row> {
     let fields: Vec<&str> = line.split_whitespace().collect();
