@@ -32,8 +32,9 @@ deps:
 	@missing=""; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v ss >/dev/null || missing="$$missing iproute2"; \
 	nc -h 2>&1 | grep -q OpenBSD || missing="$$missing netcat-openbsd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "deps: strace, socat and netcat-openbsd are installed"; fi
+	else echo "deps: strace, socat, netcat-openbsd and iproute2 (ss) are installed"; fi

@@ -10,20 +10,23 @@
 //! happens when pre-forked children wait with poll instead of accept.
 //!
 //!   make lesson-7                                          the demo: all five, one after another
+//!   make lesson-7 ARGS=backlog                             a part of its own: the accept queue full
 //!   make lesson-7 ARGS="server --port 8888 forking"        one model, for `nc 127.0.0.1 8888`
 //!                                                          (iterative, forking, threading, prefork)
 //!   make lesson-7 ARGS="client --port 8888 hello byebye"   a client for a server you started
 //!
 //! In the demo each server runs as a process of its own (forked from the demo), and the demo
-//! plays the first client itself, so it decides when that client goes away.
+//! plays the first client itself, so it decides when that client goes away. In the `backlog`
+//! part the demo is the server, and four clients (this program again) queue up before it accepts.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigHandler, Signal};
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
+use nix::sys::socket::{AddressFamily, GetSockOpt, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
@@ -33,6 +36,10 @@ use socklab::{sys, trace};
 const DEFAULT_PORT: u16 = 8888;
 /// Python's `listen(5)`: finished handshakes that may wait for accept.
 const BACKLOG: i32 = 5;
+/// The `backlog` part's listen: so small that three clients fill the queue.
+const SMALL_BACKLOG: i32 = 2;
+/// How many clients the `backlog` part starts: one more than its queue holds.
+const QUEUED_CLIENTS: usize = 4;
 /// Python's `recv(1024)`.
 const RECV_SIZE: usize = 1024;
 /// The most messages one conversation may have: every loop here is bounded.
@@ -50,14 +57,18 @@ fn main() {
 
 fn run(args: Args) -> Outcome {
     match args.role {
-        Role::Demo => demo(),
+        Role::Demo => match args.rest.first().map(String::as_str) {
+            None => demo(),
+            Some("backlog") => backlog_demo(),
+            Some(other) => Err(format!("unknown part {other:?}: the demo's one named part is backlog").into()),
+        },
         Role::Server => {
             let model = args.rest.first().map_or("iterative", String::as_str);
             if !MODELS.contains(&model) {
                 return Err(format!("unknown model {model:?}: use {}", MODELS.join(", ")).into());
             }
             trace::set_actor(model);
-            let listener = listen_on(args.addr())?;
+            let listener = listen_on(args.addr(), BACKLOG, None)?;
             trace::say(format!(
                 "{model} server on {}; try: nc {} {} (type byebye to leave)",
                 args.addr(),
@@ -483,11 +494,156 @@ fn poller(listener: &OwnedFd, channel: &OwnedFd) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The `backlog` part: what listen's number means, with the accept queue full.
+// ---------------------------------------------------------------------------------------------
+
+/// `listen(3, 2)` and nobody accepting: three clients connect at once (Linux queues backlog + 1)
+/// and the fourth sleeps in connect, its SYN dropped, until an accept makes room and its SYN,
+/// sent again after a second, gets in. Then a backlog past net.core.somaxconn, cut to it.
+fn backlog_demo() -> Outcome {
+    trace::set_actor("server");
+    trace::say(format!(
+        "the accept queue: listen(3, {SMALL_BACKLOG}), and no accept4 until {QUEUED_CLIENTS} clients have tried to connect"
+    ));
+    let note = format!(
+        "{SMALL_BACKLOG}: the accept queue's limit; Linux lets {SMALL_BACKLOG} + 1 finished handshakes wait in it"
+    );
+    let (listener, port) = listen_any_with(SMALL_BACKLOG, Some(&note))?;
+    let mut clients = Vec::new();
+    for number in 1..QUEUED_CLIENTS {
+        let name = format!("client#{number}");
+        let client = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
+        // Each client connects, sends its line and waits for the echo before the next starts.
+        if wait_until_blocked(&[pid_of(&client)], &[libc::SYS_recvfrom]) == 1 {
+            trace::say(format!(
+                "{name} is connected and sleeps in recvfrom; nobody has accepted it"
+            ));
+        }
+        clients.push((name, client));
+    }
+    let dropped_before = listen_overflows();
+    let name = format!("client#{QUEUED_CLIENTS}");
+    let last = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
+    let started = Instant::now();
+    if wait_until_blocked(&[pid_of(&last)], &[libc::SYS_connect]) == 1 {
+        trace::say(format!(
+            "{name} sleeps in connect: its SYN found the queue full and was dropped, not refused"
+        ));
+    }
+    clients.push((name, last));
+    trace::explain(
+        "a listener's tcp_info: byte 0 the state (10, LISTEN, printed \\n); bytes 24-27 tcpi_unacked, \
+         the connections waiting for accept (ss -lnt: Recv-Q); bytes 28-31 tcpi_sacked, the backlog (Send-Q)",
+    );
+    let info = sys::getsockopt(&listener, TcpInfo).context("getsockopt")?;
+    trace::say(format!(
+        "Recv-Q {}, Send-Q {}: backlog + 1 connections wait",
+        tcp_info_u32(&info, UNACKED),
+        tcp_info_u32(&info, SACKED)
+    ));
+    trace::measured(format!(
+        "ListenOverflows in /proc/net/netstat (counted for the whole machine) went up by {} since {} started",
+        listen_overflows().saturating_sub(dropped_before),
+        clients[QUEUED_CLIENTS - 1].0
+    ));
+    trace::say("the server accepts at last: each accept4 makes room in the queue");
+    serve_iterative(&listener, Some(QUEUED_CLIENTS))?;
+    trace::measured(format!(
+        "the last client was accepted {:.2} s after it started: its SYN was sent again after the 1 s retransmission timeout",
+        started.elapsed().as_secs_f64()
+    ));
+    for (name, client) in clients {
+        wait_process(&name, client)?;
+    }
+    sys::close(listener).context("close")?;
+
+    trace::say("a backlog past net.core.somaxconn is cut to it; -1 asks for the most");
+    let note = "-1: as many as the kernel allows; it cuts any backlog above net.core.somaxconn to it";
+    let (roomy, _) = listen_any_with(-1, Some(note))?;
+    trace::explain("tcpi_sacked (bytes 28-31), the backlog the kernel kept: net.core.somaxconn");
+    let info = sys::getsockopt(&roomy, TcpInfo).context("getsockopt")?;
+    trace::measured(format!(
+        "Send-Q {}: net.core.somaxconn on this machine",
+        tcp_info_u32(&info, SACKED)
+    ));
+    sys::close(roomy).context("close")?;
+    Ok(())
+}
+
+/// `getsockopt(fd, SOL_TCP, TCP_INFO, buf, [32])`: the first 32 bytes of the kernel's
+/// `struct tcp_info`, which hold the state (byte 0) and, for a listener, the accept queue's
+/// length and limit. ss gets the same two numbers over netlink.
+#[derive(Clone, Copy)]
+struct TcpInfo;
+
+/// How many bytes of `struct tcp_info` the part asks for.
+const TCP_INFO_BYTES: usize = 32;
+/// Where `tcpi_unacked` (a listener's queue length) and `tcpi_sacked` (its limit) sit in it.
+const UNACKED: usize = 24;
+const SACKED: usize = 28;
+
+impl GetSockOpt for TcpInfo {
+    type Val = [u8; TCP_INFO_BYTES];
+
+    fn get<F: AsFd>(&self, fd: &F) -> nix::Result<Self::Val> {
+        let mut bytes = [0u8; TCP_INFO_BYTES];
+        let mut len = TCP_INFO_BYTES as libc::socklen_t;
+        // SAFETY: bytes and len are valid for writes of TCP_INFO_BYTES bytes and one socklen_t;
+        // the kernel writes at most `len` bytes.
+        let ret = unsafe {
+            libc::getsockopt(
+                fd.as_fd().as_raw_fd(),
+                libc::SOL_TCP,
+                libc::TCP_INFO,
+                bytes.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        Errno::result(ret).map(|_| bytes)
+    }
+}
+
+/// strace 6.1 does not decode `struct tcp_info`: it prints the bytes as a string.
+impl sys::OptionName for TcpInfo {
+    type Value = [u8; TCP_INFO_BYTES];
+    const NAME: (&'static str, &'static str) = ("SOL_TCP", "TCP_INFO");
+
+    fn show(value: &Self::Value) -> (Vec<trace::Piece>, usize) {
+        (vec![trace::Piece::bytes(value)], value.len())
+    }
+}
+
+/// The u32 at `offset` in the bytes TCP_INFO returned.
+fn tcp_info_u32(info: &[u8; TCP_INFO_BYTES], offset: usize) -> u32 {
+    u32::from_ne_bytes([info[offset], info[offset + 1], info[offset + 2], info[offset + 3]])
+}
+
+/// `TcpExt: ListenOverflows` in /proc/net/netstat: how many handshakes listeners on this
+/// machine dropped because their accept queue was full (`nstat -az TcpExtListenOverflows`).
+/// Reading /proc is the demo looking on, not part of the server.
+fn listen_overflows() -> u64 {
+    let table = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut rows = table.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return 0;
+    };
+    let column = names.split_whitespace().position(|name| name == "ListenOverflows");
+    column
+        .and_then(|c| values.split_whitespace().nth(c))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pid_of(child: &std::process::Child) -> Pid {
+    Pid::from_raw(child.id() as i32)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Small pieces: sockets, processes, and what /proc says about a sleeping process.
 // ---------------------------------------------------------------------------------------------
 
-/// socket, bind, listen: a passive socket, ready for clients.
-fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
+/// socket, bind, listen: a passive socket, ready for clients. `note` explains the listen call.
+fn listen_on(addr: SocketAddr, backlog: i32, note: Option<&str>) -> Result<OwnedFd, String> {
     let family = if addr.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -496,13 +652,20 @@ fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
     let listener =
         sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
     sys::bind(&listener, addr).context(format!("bind {addr}"))?;
-    sys::listen(&listener, BACKLOG).context("listen")?;
+    if let Some(note) = note {
+        trace::explain(note);
+    }
+    sys::listen(&listener, backlog).context("listen")?;
     Ok(listener)
 }
 
 /// A listener on 127.0.0.1 at a port the kernel chose, and that port.
 fn listen_any() -> Result<(OwnedFd, u16), String> {
-    let listener = listen_on(local(0))?;
+    listen_any_with(BACKLOG, None)
+}
+
+fn listen_any_with(backlog: i32, note: Option<&str>) -> Result<(OwnedFd, u16), String> {
+    let listener = listen_on(local(0), backlog, note)?;
     let bound = sys::getsockname(&listener).context("getsockname")?;
     let port = bound.as_sockaddr_in().map_or(0, |a| a.port());
     Ok((listener, port))

@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: finding the lesson programs, running them with a
-//! deadline, free ports on loopback, and the real peers (nc, socat, python3).
+//! deadline, free ports on loopback, and the real peers (nc, socat, python3); `tcp`: what the
+//! kernel says about a TCP socket (TCP_INFO, ss).
 #![allow(dead_code)]
 pub mod herd;
+pub mod tcp;
 
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
@@ -84,7 +86,7 @@ pub fn free_port() -> u16 {
     probe.local_addr().expect("its address").port()
 }
 
-/// Whether a command exists on this machine; `make deps` installs strace, socat and nc.
+/// Whether a command exists on this machine; `make deps` installs strace, socat, nc and ss.
 pub fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -96,6 +98,6 @@ pub fn have(program: &str) -> bool {
 pub fn require(program: &str) {
     assert!(
         have(program),
-        "{program} is not installed: run `make deps` (it installs strace, socat, netcat-openbsd)"
+        "{program} is not installed: run `make deps` (it installs strace, socat, netcat-openbsd, iproute2)"
     );
 }
