@@ -261,8 +261,7 @@ def lesson_07(demo):
         demo.wait_until_bound(port)
         demo.run("client", "tsTclntSS.py", "127.0.0.1", port, stdin="a\nc\n\n")
         server.wait_for("connected from", 3)
-        if kind == "forking":
-            demo.pause(0.6, "one more turn of serve_forever's 0.5 s poll: it reaps the last child")
+        demo.pause(1, "serve_forever's 0.5 s poll times out and goes round (and reaps the last child)")
         server.stop()
     port = demo.free_port()
     server = demo.start("server", "seed_server.py", port, stdin="")

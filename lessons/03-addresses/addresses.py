@@ -10,8 +10,9 @@ What changed from the seed, and why:
 - print is a function, and the seed's interpreter session (`>>> ...`) is a script;
 - the seed looks up 'www.ibm.com', which needs the network; here 'localhost', which glibc
   answers from /etc/hosts (this project talks only to loopback);
-- the seed binds ('', 2525), every interface; here 127.0.0.1 and port 0, so the kernel picks
-  a free port and getsockname says which.
+- the seed's server binds ('', 2525), every interface; here 127.0.0.1 and port 0, so the
+  kernel picks a free port and getsockname says which ('' is shown on a socket that is bound
+  and closed without ever listening).
 
     python3 addresses.py
 """
@@ -26,6 +27,13 @@ for family, type_, proto, _, addr in socket.getaddrinfo('localhost', 2525, socke
 # Seed 004's table: htons and inet_pton make no system call at all.
 print("htons(2525) = %#06x (2525 = %#06x)" % (socket.htons(2525), 2525))
 print("inet_pton(AF_INET, '127.0.0.1') =", socket.inet_pton(socket.AF_INET, '127.0.0.1'))
+
+# The seed's '' is INADDR_ANY, 0.0.0.0. This socket is bound and closed, never listening, so
+# nothing can reach it.
+probe = socket.socket( socket.AF_INET, socket.SOCK_STREAM )
+probe.bind( ('', 0) )
+print("bind(('', 0)) gave", probe.getsockname())
+probe.close()
 
 # Listing 5: the tuple becomes a struct sockaddr_in (16 bytes) for bind, and accept turns the
 # peer's sockaddr_in back into a tuple.

@@ -4,7 +4,8 @@
 Not one seed program but the seeds' option lines put together, in the style of PyMOTW:
 - listing 13 (seed 000): read SO_SNDBUF and SO_REUSEADDR, then turn SO_REUSEADDR on;
 - seed 003's chat server: setblocking(False), settimeout(2), SO_KEEPALIVE, SO_REUSEADDR;
-- seed 003's chat client: settimeout(1) before connect, and a recv that times out.
+- seed 003's chat client: settimeout(1) before connect, and a recv that times out;
+- then the kernel's own receive timeout, SO_RCVTIMEO, set by hand, for comparison.
 
 What Python's settimeout really asks the kernel: not SO_RCVTIMEO. It makes the socket
 non-blocking (ioctl FIONBIO) and calls poll() with the time left before each operation;
@@ -16,6 +17,7 @@ client's recv has nothing to read; 0.2 s instead of 1 s keeps the run short.
     python3 options.py
 """
 import socket
+import struct
 
 # Listing 13
 sock = socket.socket( socket.AF_INET, socket.SOCK_STREAM )
@@ -43,5 +45,17 @@ try:
     client.recv(1024)
 except socket.timeout as error:
     print("recv gave up:", type(error).__name__, error)
+client.close()
+
+# The kernel's own receive timeout, for comparison: SO_RCVTIMEO set by hand on a blocking
+# socket. The kernel's recvfrom waits 0.2 s and fails with EAGAIN, which Python reports as
+# BlockingIOError: not the TimeoutError of settimeout.
+client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', 0, 200000))
+client.connect(server.getsockname())
+try:
+    client.recv(1024)
+except BlockingIOError as error:
+    print("with SO_RCVTIMEO, recv gave up:", type(error).__name__, error)
 client.close()
 server.close()
