@@ -18,6 +18,7 @@ each lesson's README says the programs make.
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -105,6 +106,38 @@ class Stuck(Exception):
     pass
 
 
+# sock_diag(7): the netlink interface `ss` uses to list sockets.
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+NLM_F_REQUEST, NLM_F_DUMP, NLMSG_ERROR, NLMSG_DONE = 0x1, 0x300, 2, 3
+TCP_LISTEN = 10
+
+
+def bound_ports(proto):
+    """The local ports of the IPv4 TCP sockets in LISTEN, or of all IPv4 UDP sockets.
+
+    Reading /proc/net/tcp would tell the same, but it lists every connection on the machine
+    (megabytes, on a machine that just ran a load test); sock_diag filters in the kernel."""
+    protocol, states = (socket.IPPROTO_TCP, 1 << TCP_LISTEN) if proto == "tcp" else (socket.IPPROTO_UDP, 0xFFFFFFFF)
+    # struct inet_diag_req_v2: family, protocol, ext, pad, states, and a zeroed inet_diag_sockid.
+    request = struct.pack("=BBBBI48x", socket.AF_INET, protocol, 0, 0, states)
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    ports = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as netlink:
+        netlink.send(header + request)
+        while True:
+            data = netlink.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, offset)
+                if kind == NLMSG_DONE:
+                    return ports
+                if kind == NLMSG_ERROR:
+                    raise OSError("sock_diag refused the request")
+                # struct inet_diag_msg: family, state, timer, retrans, then the id: sport first.
+                ports.add(struct.unpack_from("!H", data, offset + 16 + 4)[0])
+                offset += (length + 3) & ~3
+
+
 def describe(status):
     if status < 0:
         return f"ended by {signal.Signals(-status).name}"
@@ -154,21 +187,15 @@ class Demo:
         return port
 
     def wait_until_bound(self, port, proto="tcp"):
-        """Waits until some socket listens on (TCP) or is bound to (UDP) 127.0.0.1:port.
+        """Waits until some socket listens on (TCP) or is bound to (UDP) port `port`.
 
-        Reads /proc/net/tcp or /proc/net/udp rather than connecting: a test connection would
-        be a client the seed's server serves, and would change what it prints."""
-        wanted = f"0100007F:{port:04X}"
-        listening = "0A" if proto == "tcp" else None
+        Asks the kernel rather than connecting: a test connection would be a client the seed's
+        server serves, and would change what it prints."""
         deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            with open(f"/proc/net/{proto}") as table:
-                for row in table.readlines()[1:]:
-                    fields = row.split()
-                    if fields[1] == wanted and (listening is None or fields[3] == listening):
-                        return
+        while port not in bound_ports(proto):
+            if time.monotonic() > deadline:
+                raise Stuck(f"nothing bound port {port} ({proto}) within {WAIT_S} s")
             time.sleep(0.01)
-        raise Stuck(f"nothing bound 127.0.0.1:{port} ({proto}) within {WAIT_S} s")
 
     def pause(self, seconds, why):
         self.say(f"» wait {seconds} s: {why}")
