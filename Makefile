@@ -8,6 +8,10 @@ two_digits = $(shell printf '%02d' $$(echo $(1) | sed 's/^0*//'))
 lesson-%:
 	@$(CARGO) run -q --example lesson-$(call two_digits,$*) -- $(ARGS)
 
+# `make python-7`: the lesson's Python programs (the seed's, ported), run together on loopback.
+python-%:
+	@python3 lessons/run_python.py $(call two_digits,$*)
+
 expected-%:
 	$(CARGO) build -q --example lesson-$(call two_digits,$*)
 	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) > $(wildcard lessons/$(call two_digits,$*)-*)/expected.trace

@@ -1,8 +1,10 @@
 //! The lesson table, and the command line every lesson shares.
 //!
 //! The table is the one place lessons are registered: `make lessons` prints it, and
-//! `tests/lessons.rs` checks that every `lessons/NN-slug/` folder is in it and every row has
-//! its folder, its three files and its `[[example]]` in Cargo.toml.
+//! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
+//! holds exactly its files (README.md, main.rs, expected.trace and the Python programs named
+//! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
+//! lesson table says what the table says.
 
 use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,6 +18,10 @@ pub struct Lesson {
     pub title: &'static str,
     /// What the learner sees happen, in a line.
     pub summary: &'static str,
+    /// The Python programs in the lesson's folder (the seed's, ported, or PyMOTW-style), all run
+    /// by `make python-N` (`lessons/run_python.py`); `tests/python_programs.rs` checks their
+    /// system calls under strace.
+    pub python: &'static [&'static str],
 }
 
 impl Lesson {
@@ -36,90 +42,105 @@ pub const LESSONS: &[Lesson] = &[
         slug: "blocking-echo",
         title: "A blocking echo server",
         summary: "socket, bind, listen, accept (blocks!), recv, send, close; a client's connect",
+        python: &["seed_server.py", "seed_client.py"],
     },
     Lesson {
         number: 2,
         slug: "udp-echo",
         title: "UDP: datagrams, no connections",
         summary: "recvfrom/sendto, message boundaries kept, connect() on UDP, ECONNREFUSED",
+        python: &["seed_server.py", "seed_client.py", "early_client.py"],
     },
     Lesson {
         number: 3,
         slug: "addresses",
         title: "Addresses, ports and byte order",
         summary: "getaddrinfo, sockaddr_in vs sockaddr_in6, htons, port 0 and getsockname, IPV6_V6ONLY",
+        python: &["addresses.py"],
     },
     Lesson {
         number: 4,
         slug: "socket-options",
         title: "Socket options",
         summary: "EADDRINUSE from TIME_WAIT and SO_REUSEADDR, buffer sizes doubled, timeouts, linger",
+        python: &["seed_server.py", "seed_client.py", "options.py"],
     },
     Lesson {
         number: 5,
         slug: "byte-streams",
         title: "TCP is a byte stream",
         summary: "one send is not one recv, a short send, line framing, EOF, shutdown(SHUT_WR)",
+        python: &["tsTserv.py", "tsTclnt.py", "sendall.py"],
     },
     Lesson {
         number: 6,
         slug: "broken-pipes",
         title: "Broken pipes and resets",
         summary: "SIGPIPE kills a child, EPIPE with MSG_NOSIGNAL, ECONNRESET after SO_LINGER 0",
+        python: &["seed_server.py", "seed_client.py"],
     },
     Lesson {
         number: 7,
         slug: "concurrency-models",
         title: "Iterative, forking, threaded and prefork servers",
         summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
+        python: &["tsTservSS.py", "tsTclntSS.py", "seed_server.py", "seed_client.py"],
     },
     Lesson {
         number: 8,
         slug: "nonblocking",
         title: "Non-blocking sockets",
         summary: "O_NONBLOCK, EAGAIN, what busy-polling burns, non-blocking connect and SO_ERROR",
+        python: &["nonblocking.py"],
     },
     Lesson {
         number: 9,
         slug: "select-basics",
         title: "select(2)",
         summary: "select on stdin and on sockets with a timeout; nfds, sets and timeout rewritten; pselect6",
+        python: &["select_stdin.py", "select_sockets.py", "greeter.py"],
     },
     Lesson {
         number: 10,
         slug: "select-echo-server",
         title: "An echo server on select",
-        summary: "many clients, one thread: readable listener means accept won't block; EOF removes a client",
+        summary: "many clients, one thread: a readable listener means accept won't block; EOF removes a client",
+        python: &["select_echo_server.py", "select_echo_client.py"],
     },
     Lesson {
         number: 11,
         slug: "select-chat-room",
         title: "The select chat room",
-        summary: "per-client output queues, write interest only while output waits, a select chat client",
+        summary: "the seed's chat room done right: per-client output queues, write interest only while output waits",
+        python: &["seed_server.py", "seed_client.py"],
     },
     Lesson {
         number: 12,
         slug: "fd-setsize",
         title: "The FD_SETSIZE wall",
         summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
+        python: &["fd_wall.py"],
     },
     Lesson {
         number: 13,
         slug: "poll",
         title: "poll(2)",
         summary: "the pollfd array, events vs revents, POLLHUP/POLLERR/POLLNVAL made to happen; the room on poll",
+        python: &["poll_echo_server.py", "poll_client.py"],
     },
     Lesson {
         number: 14,
         slug: "epoll-level-triggered",
         title: "epoll, level-triggered",
         summary: "epoll_create1/ctl/wait, interest list vs ready list, reported again while data remains",
+        python: &["epoll_server.py", "epoll_client.py"],
     },
     Lesson {
         number: 15,
         slug: "epoll-edge-triggered",
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
+        python: &["epoll_et_server.py", "epoll_et_client.py"],
     },
 ];
 

@@ -1,5 +1,6 @@
-//! Every lesson is registered, has its three files, and its demo runs by itself, exits 0 and
-//! prints, actor by actor, the trace its `expected.trace` shows.
+//! Every lesson is registered, its folder holds exactly its files, Cargo.toml and the project
+//! README agree with the registry, and its demo runs by itself, exits 0 and prints, actor by
+//! actor, the trace its `expected.trace` shows.
 
 mod util;
 
@@ -27,7 +28,6 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
         "lessons/ folders and the table in src/lessons.rs differ"
     );
 
-    let manifest = std::fs::read_to_string(util::root().join("Cargo.toml")).expect("reading Cargo.toml");
     for (index, lesson) in LESSONS.iter().enumerate() {
         assert_eq!(
             usize::from(lesson.number),
@@ -39,17 +39,122 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(text.trim().len() > 100, "{} is missing or nearly empty", path.display());
         }
-        let entry = format!(
-            "name = \"{}\"\npath = \"lessons/{}/main.rs\"",
-            lesson.example(),
-            lesson.folder()
-        );
-        assert!(
-            manifest.contains(&entry),
-            "Cargo.toml lacks the [[example]] for {}",
-            lesson.folder()
-        );
     }
+}
+
+/// The files a lesson's folder must hold: its three, and the Python programs the table names.
+fn registered_files(lesson: &socklab::lessons::Lesson) -> BTreeSet<String> {
+    ["README.md", "main.rs", "expected.trace"]
+        .iter()
+        .chain(lesson.python)
+        .map(|name| name.to_string())
+        .collect()
+}
+
+#[test]
+fn a_lesson_folder_holds_its_files_and_nothing_else() {
+    for lesson in LESSONS {
+        let folder = util::root().join("lessons").join(lesson.folder());
+        let on_disk: BTreeSet<String> = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", folder.display()))
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        let wanted = registered_files(lesson);
+        let stray: Vec<_> = on_disk.difference(&wanted).collect();
+        let missing: Vec<_> = wanted.difference(&on_disk).collect();
+        assert!(
+            stray.is_empty() && missing.is_empty(),
+            "{}: files not in the registry (src/lessons.rs): {stray:?}; registered but missing: {missing:?}",
+            lesson.folder()
+        );
+        for program in lesson.python {
+            let text = std::fs::read_to_string(folder.join(program)).unwrap_or_default();
+            assert!(
+                text.starts_with("#!/usr/bin/env python3\n") && text.len() > 200,
+                "{}/{program} is not a Python 3 program with its header",
+                lesson.folder()
+            );
+        }
+    }
+    // Besides the lesson folders, lessons/ holds only the runner of their Python (make python-N).
+    let loose: Vec<String> = std::fs::read_dir(util::root().join("lessons"))
+        .expect("reading lessons/")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| !entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(loose, ["run_python.py"], "files directly in lessons/");
+}
+
+/// `(name, path)` of every `[[example]]` in Cargo.toml, in order.
+fn cargo_examples(manifest: &str) -> Vec<(String, String)> {
+    let mut examples = Vec::new();
+    let mut in_example = false;
+    let (mut name, mut path) = (String::new(), String::new());
+    for line in manifest.lines().map(str::trim).chain(["[end]"]) {
+        if line.starts_with('[') {
+            if in_example {
+                examples.push((std::mem::take(&mut name), std::mem::take(&mut path)));
+            }
+            in_example = line == "[[example]]";
+        } else if in_example {
+            let value = |key: &str| {
+                line.strip_prefix(key)
+                    .and_then(|rest| rest.trim_start().strip_prefix('='))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            };
+            if let Some(v) = value("name") {
+                name = v;
+            }
+            if let Some(v) = value("path") {
+                path = v;
+            }
+        }
+    }
+    examples
+}
+
+#[test]
+fn cargo_examples_are_exactly_the_registered_lessons() {
+    let manifest = std::fs::read_to_string(util::root().join("Cargo.toml")).expect("reading Cargo.toml");
+    let in_cargo = cargo_examples(&manifest);
+    let registered: Vec<(String, String)> = LESSONS
+        .iter()
+        .map(|l| (l.example(), format!("lessons/{}/main.rs", l.folder())))
+        .collect();
+    assert_eq!(
+        in_cargo, registered,
+        "Cargo.toml's [[example]] list and the table in src/lessons.rs differ"
+    );
+}
+
+#[test]
+fn the_readme_lesson_table_is_the_registry() {
+    let readme = std::fs::read_to_string(util::root().join("README.md")).expect("reading README.md");
+    // Rows like `| 01 | [blocking-echo](lessons/01-blocking-echo/) | what you see happen |`;
+    // the part headings (`| **II** | ...`) are not lessons.
+    let rows: Vec<String> = readme
+        .lines()
+        .filter(|line| line.len() > 5 && line.starts_with("| ") && line.as_bytes()[2].is_ascii_digit())
+        .map(String::from)
+        .collect();
+    let wanted: Vec<String> = LESSONS
+        .iter()
+        .map(|l| {
+            format!(
+                "| {:02} | [{}](lessons/{}/) | {} |",
+                l.number,
+                l.slug,
+                l.folder(),
+                l.summary
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows, wanted,
+        "README.md's lesson table and the table in src/lessons.rs differ"
+    );
 }
 
 #[test]

@@ -105,7 +105,8 @@ fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
     Ok(sock)
 }
 
-/// `SO_RCVTIMEO`, Python's `settimeout`: a blocking receive gives up with EAGAIN after `ms`.
+/// `SO_RCVTIMEO`: a blocking receive gives up with EAGAIN after `ms`. (Python's `settimeout`
+/// gets that effect without this option: a non-blocking socket and a `poll` before each call.)
 fn receive_timeout(sock: &OwnedFd, ms: i64, why: &str) -> Result<(), String> {
     trace::explain(why);
     sys::setsockopt(sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(ms)).context("setsockopt SO_RCVTIMEO")

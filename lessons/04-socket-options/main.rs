@@ -7,7 +7,8 @@
 //!   lingers in TIME_WAIT; a restart without SO_REUSEADDR gets EADDRINUSE, with it the bind works;
 //! - SO_SNDBUF and SO_RCVBUF: ask for 32768 bytes, read back 65536 (Linux doubles the value);
 //! - SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT; TCP_NODELAY (no Nagle);
-//! - SO_RCVTIMEO: a recv that gives up with EAGAIN (what Python's `settimeout` is for);
+//! - SO_RCVTIMEO: a recv that gives up with EAGAIN (Python's `settimeout` has the same aim but
+//!   does not use it: a non-blocking socket and a poll before each call);
 //! - SO_LINGER {on, 0 s}: close sends RST instead of FIN, and the peer's recv gets ECONNRESET.
 //!
 //!   make lesson-4                                  the demo: a server, its restart, two clients
@@ -44,7 +45,8 @@ const BUFFER_ASKED: usize = 32 * 1024;
 const KEEPALIVE_IDLE_S: u32 = 10;
 const KEEPALIVE_INTERVAL_S: u32 = 5;
 const KEEPALIVE_PROBES: u32 = 3;
-/// How long the client's recv waits before giving up (Python: `sock.settimeout(0.2)`).
+/// How long the client's recv waits before giving up (`sock.settimeout(0.2)` would wait as long
+/// in Python, in a poll before the recv).
 const RECEIVE_TIMEOUT_MS: i64 = 200;
 /// The word that makes a client read until the server hangs up (the demo's client#1).
 const UNTIL_EOF: &str = "until-eof";

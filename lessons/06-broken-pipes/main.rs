@@ -308,7 +308,7 @@ fn client(server: SocketAddr, waits: bool) -> Outcome {
         sys::close(sock).context("close")?;
         return Ok(());
     }
-    trace::explain("Python's settimeout(5): a recv that waits longer fails with EAGAIN instead of hanging");
+    trace::explain("SO_RCVTIMEO, 5 s: a recv that waits longer fails with EAGAIN instead of hanging");
     let limit = TimeVal::new(i64::from(ANSWER_WAIT_SECONDS), 0);
     sys::setsockopt(&sock, sockopt::ReceiveTimeout, &limit).context("setsockopt SO_RCVTIMEO")?;
     let mut buf = [0u8; RECV_SIZE];

@@ -62,8 +62,9 @@ fn was_installed(action: &SigAction) -> bool {
 /// `sigaction(signal, {handler, mask=[], flags=0}, &old)`, which the kernel sees as
 /// `rt_sigaction`. Returns the previous handler.
 ///
-/// A Rust program starts with SIGPIPE ignored (the runtime does it before `main`); set it
-/// back to `SigDfl` to see what a C or Python program gets by default.
+/// A Rust program starts with SIGPIPE ignored (the runtime does it before `main`), and so does
+/// a Python one (the interpreter does it at start-up); set it back to `SigDfl` to see what a C
+/// program gets by default.
 ///
 /// # Errors
 /// `EINVAL` for SIGKILL and SIGSTOP, which cannot be caught or ignored.
