@@ -1,11 +1,13 @@
 //! Events from every thread and process, put in the order they happened and shaped into lines.
 //!
-//! Events are sorted by their CLOCK_MONOTONIC time. A call whose enter and exit have no other
-//! thread's event between them is one line at its enter time, as strace prints it; a call
-//! during which another thread did something prints in two halves, `name(args <unfinished
-//! ...>` at its enter time and `<... name resumed>args) = ret` at its exit time. Because an
-//! effect's exit comes after its cause's enter, the reader never sees an effect before its
-//! cause, and the times on the left never go backwards.
+//! Events are sorted by their CLOCK_MONOTONIC time. A call during which no other thread
+//! started a call (or narrated) is one line at its enter time; a call during which another
+//! thread did prints in two halves, as strace prints it, `name(args <unfinished ...>` at its
+//! enter time and `<... name resumed>args) = ret` at its exit time. Because an effect's exit
+//! comes after its cause's enter, the reader never sees an effect before its cause, and the
+//! times on the left never go backwards. (strace also splits a call when another thread's call
+//! merely returns meanwhile; a return cannot cause anything in a call already running, so
+//! here it does not, and a trace has fewer halves to read.)
 //!
 //! Events from other processes arrive late (a pipe, a scheduler), so a caller that prints as
 //! it goes releases only events older than a hold-back time, and a call still open after that
@@ -188,7 +190,7 @@ impl Order {
                                 }
                                 continue;
                             }
-                            let overlapped = self.pending[1..j].iter().any(printable);
+                            let overlapped = self.pending[1..j].iter().any(may_cause);
                             let enter = self.pending.remove(0);
                             if overlapped {
                                 self.open_call(enter, &mut out);
@@ -414,9 +416,12 @@ impl Order {
     }
 }
 
-/// Events a reader sees: a call's halves and narration (not stage markers).
-fn printable(event: &Event) -> bool {
-    !matches!(event.what, What::StageBegin | What::StageEnd)
+/// Events that may cause what a call running meanwhile returns: another call starting (its
+/// arguments act from then on) or narration (a demo typing). Another call's *return* inside a
+/// call's run cannot be its cause, so it does not split the line: printed after the whole call,
+/// it still follows everything that could have caused it.
+fn may_cause(event: &Event) -> bool {
+    matches!(event.what, What::Enter { .. } | What::Say { .. })
 }
 
 fn joined(enter: Event, exit: Event) -> Call {
