@@ -32,7 +32,9 @@ pub enum Kind {
     /// Reset, timed out or refused: nothing left to end.
     TcpDead,
     Udp,
-    /// AF_UNIX, SOCK_STREAM (or SOCK_SEQPACKET): made, connected, accepted, or one of a pair.
+    /// AF_UNIX, SOCK_STREAM (or SOCK_SEQPACKET) with no peer yet (made, perhaps bound).
+    UnixFresh,
+    /// Connected, accepted, or one of a pair.
     UnixStream,
     UnixListener,
     UnixDgram,
@@ -69,7 +71,7 @@ impl Table {
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => Kind::TcpFresh,
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => Kind::Udp,
             (libc::AF_UNIX, libc::SOCK_DGRAM) => Kind::UnixDgram,
-            (libc::AF_UNIX, _) => Kind::UnixStream,
+            (libc::AF_UNIX, _) => Kind::UnixFresh,
             _ => {
                 self.fds.remove(&fd);
                 return;
@@ -81,7 +83,7 @@ impl Table {
     pub fn listening(&mut self, fd: RawFd) {
         self.change(fd, |kind| match kind {
             Kind::TcpFresh | Kind::TcpListener => Kind::TcpListener,
-            Kind::UnixStream | Kind::UnixListener => Kind::UnixListener,
+            Kind::UnixFresh | Kind::UnixListener => Kind::UnixListener,
             other => other,
         });
     }
@@ -118,6 +120,7 @@ impl Table {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
             (Kind::TcpFresh, Some(Errno::EINPROGRESS)) => Kind::TcpConnecting,
             (Kind::TcpFresh, Some(_)) => Kind::TcpDead,
+            (Kind::UnixFresh, None) => Kind::UnixStream,
             (other, _) => other,
         });
     }
@@ -188,6 +191,7 @@ impl Table {
             Kind::TcpListener => "close.listener",
             Kind::Udp => "close.udp",
             Kind::UnixStream => "close.unix",
+            Kind::UnixFresh => "close.unix-unconnected",
             Kind::UnixListener => "close.unix-listener",
             Kind::UnixDgram => "close.unix-dgram",
             // Connected or refused: SO_ERROR was never read, so we do not know.
@@ -199,7 +203,7 @@ impl Table {
     pub fn end_of_file(&self, fd: RawFd) -> &'static str {
         match self.fds.get(&fd).map(|e| e.kind) {
             Some(Kind::Udp) => "eof.udp",
-            Some(Kind::UnixStream | Kind::UnixListener) => "eof.unix",
+            Some(Kind::UnixFresh | Kind::UnixStream | Kind::UnixListener) => "eof.unix",
             Some(Kind::UnixDgram) => "eof.unix-dgram",
             Some(_) => "eof.tcp",
             None => "eof",
@@ -212,9 +216,9 @@ impl Table {
     pub fn note_for(&self, fd: RawFd, call: &'static str) -> &'static str {
         match (call, self.fds.get(&fd).map(|e| e.kind)) {
             ("connect", Some(Kind::Udp)) => "connect.udp",
-            ("connect", Some(Kind::UnixStream)) => "connect.unix",
+            ("connect", Some(Kind::UnixFresh | Kind::UnixStream)) => "connect.unix",
             ("connect", Some(Kind::UnixDgram)) => "connect.unix-dgram",
-            ("listen", Some(Kind::UnixStream | Kind::UnixListener)) => "listen.unix",
+            ("listen", Some(Kind::UnixFresh | Kind::UnixListener)) => "listen.unix",
             ("sendto", Some(Kind::UnixDgram)) => "sendto.unix",
             _ => call,
         }
@@ -301,6 +305,8 @@ mod tests {
         assert_eq!(table.closed(3), "close.udp");
         table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
         table.created(4, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, None);
+        table.connected(4, None);
         assert_eq!(table.closed(4), "close.unix");
         assert_eq!(table.closed(9), "close", "an unknown (inherited) descriptor");
         assert_eq!(table.closed(3), "close.unix");
@@ -331,6 +337,13 @@ mod tests {
 
         table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
         assert_eq!(table.note_for(5, "connect"), "connect.unix");
+        table.connected(5, Some(Errno::ECONNREFUSED));
+        assert_eq!(
+            table.closed(5),
+            "close.unix-unconnected",
+            "refused: it never had a peer"
+        );
+        table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
         table.received(5);
         assert_eq!(
             table.closed(5),
@@ -376,6 +389,7 @@ mod tests {
         table.connected(3, None);
         table.created(4, libc::AF_INET6, libc::SOCK_DGRAM);
         table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(5, None);
         assert_eq!(table.end_of_file(3), "eof.tcp");
         assert_eq!(table.end_of_file(4), "eof.udp");
         assert_eq!(table.end_of_file(5), "eof.unix");

@@ -170,6 +170,10 @@ pub const NOTES: &[Note] = &[
         "UDP has no connection to end: nothing is sent, the port is free again",
     ),
     note(
+        "close.unix-unconnected",
+        "this AF_UNIX socket never had a peer: nobody is told anything (a file its bind made stays)",
+    ),
+    note(
         "close.unix-listener",
         "an AF_UNIX listener: connections not yet accepted are reset (ECONNRESET); its socket \
          file stays until unlink",
