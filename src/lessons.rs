@@ -121,6 +121,12 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
     },
+    Lesson {
+        number: 18,
+        slug: "unix-sockets",
+        title: "Unix domain sockets",
+        summary: "path and abstract names, socketpair, SO_PEERCRED, a listener hands connections to workers (SCM_RIGHTS)",
+    },
 ];
 
 /// What the lesson was asked to do.
