@@ -21,11 +21,19 @@ import os
 import socket
 import stat
 import struct
+import sys
 import tempfile
 
 WORKERS = 2
 # struct ucred: pid, uid, gid, three C ints.
 UCRED = struct.Struct("3i")
+
+
+def say(text):
+    """One line in one write, flushed: several processes share this stdout, and a child that
+    ends with os._exit never flushes what it buffered."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def peer_credentials(sock):
@@ -38,16 +46,19 @@ def what_is(fd):
     return os.readlink(f"/proc/self/fd/{fd}")
 
 
-def worker(number, line):
+def worker(number, ours, line, earlier_lines):
     """Wait on the line for a connection, serve it to the end; again, until the line closes."""
+    ours.close()  # the listener's end of our line
+    for other in earlier_lines:  # other workers' lines, inherited by fork
+        other.close()
     while True:
         data, fds, _flags, _addr = socket.recv_fds(line, 1, 1)
         if not data:
-            print(f"worker#{number}: the listener closed our line")
+            say(f"worker#{number}: the listener closed our line")
             return
         # socket(fileno=...) asks the kernel what the descriptor is (SO_DOMAIN, SO_TYPE, SO_PROTOCOL).
         with socket.socket(fileno=fds[0]) as conn:
-            print(f"worker#{number}: fd {conn.fileno()} is {what_is(conn.fileno())}")
+            say(f"worker#{number}: fd {conn.fileno()} is {what_is(conn.fileno())}")
             while chunk := conn.recv(1024):
                 conn.sendall(chunk)
 
@@ -56,20 +67,21 @@ def client(number, path, text):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
         sock.sendall(text)
-        print(f"client#{number}: the server echoed {sock.recv(1024)!r}")
+        say(f"client#{number}: the server echoed {sock.recv(1024)!r}")
         pid, _uid, _gid = peer_credentials(sock)
-        print(f"client#{number}: the server is pid {pid} (my parent: {pid == os.getppid()})")
+        say(f"client#{number}: the server is pid {pid} (my parent: {pid == os.getppid()})")
 
 
 def forked(body, *args):
     """Runs body(*args) in a child process, which ends with it; returns the child's pid."""
+    sys.stdout.flush()  # or the child inherits a copy of what is buffered
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             body(*args)
-        except Exception as error:  # noqa: BLE001 - the child reports and exits, whatever happened
-            print(f"child {os.getpid()}: {error!r}")
+        except Exception as error:
+            say(f"child {os.getpid()}: {error!r}")
             code = 1
         os._exit(code)
     return pid
@@ -81,31 +93,24 @@ def wait(pid):
 
 
 def hand_over(path):
-    print("1. a listener hands each connection to a worker process (SCM_RIGHTS)")
+    say("1. a listener hands each connection to a worker process (SCM_RIGHTS)")
     lines, workers = [], []
     for number in range(1, WORKERS + 1):
         ours, theirs = socket.socketpair()
-
-        def run_worker(number=number, ours=ours, theirs=theirs, earlier=tuple(lines)):
-            ours.close()
-            for line in earlier:  # other workers' lines, inherited by fork
-                line.close()
-            worker(number, theirs)
-
-        workers.append(forked(run_worker))
+        workers.append(forked(worker, number, ours, theirs, tuple(lines)))
         theirs.close()
         lines.append(ours)
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(5)
-    print(f"listener: {os.path.basename(path)} is a socket file: {stat.S_ISSOCK(os.stat(path).st_mode)}")
+    say(f"listener: {os.path.basename(path)} is a socket file: {stat.S_ISSOCK(os.stat(path).st_mode)}")
     for number, line in enumerate(lines, 1):
         client_pid = forked(client, number, path, b"hello %d\n" % number)
         conn, _ = listener.accept()
         pid, uid, gid = peer_credentials(conn)
-        print(f"listener: peer pid {pid} uid {uid} gid {gid} (the client we forked: {pid == client_pid})")
-        print(f"listener: fd {conn.fileno()} is {what_is(conn.fileno())}")
+        say(f"listener: peer pid {pid} uid {uid} gid {gid} (the client we forked: {pid == client_pid})")
+        say(f"listener: fd {conn.fileno()} is {what_is(conn.fileno())}")
         socket.send_fds(line, [b"x"], [conn.fileno()])
         conn.close()
         wait(client_pid)
@@ -117,30 +122,30 @@ def hand_over(path):
 
 
 def file_outlives_socket(path):
-    print(f"2. the file is still there after close: {os.path.exists(path)}")
+    say(f"2. the file is still there after close: {os.path.exists(path)}")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(path)
         except ConnectionRefusedError:
-            print("connect: ECONNREFUSED, nobody listens behind the file")
+            say("connect: ECONNREFUSED, nobody listens behind the file")
         try:
             sock.bind(path)
         except OSError as error:
             assert error.errno == errno.EADDRINUSE
-            print("bind: EADDRINUSE until the file is unlinked")
+            say("bind: EADDRINUSE until the file is unlinked")
         os.unlink(path)
         sock.bind(path)
     os.unlink(path)
 
 
 def datagrams(name):
-    print("3. datagrams on an abstract name: no file, kept whole, never dropped")
+    say("3. datagrams on an abstract name: no file, kept whole, never dropped")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver, \
             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         receiver.bind(name)
         for word in (b"one", b"two", b"three"):
             sender.sendto(word, name)
-        print("received:", [receiver.recv(64) for _ in range(3)])
+        say(f"received: {[receiver.recv(64) for _ in range(3)]}")
         sender.setblocking(False)
         queued = 0
         try:
@@ -148,12 +153,12 @@ def datagrams(name):
                 sender.sendto(b"x", name)
                 queued += 1
         except BlockingIOError:
-            print(f"{queued} datagrams queued, then EAGAIN: the queue is full, nothing was dropped")
+            say(f"{queued} datagrams queued, then EAGAIN: the queue is full, nothing was dropped")
         receiver.close()
         try:
             sender.sendto(b"x", name)
         except ConnectionRefusedError:
-            print("after the receiver closed: ECONNREFUSED, the name went with its socket")
+            say("after the receiver closed: ECONNREFUSED, the name went with its socket")
 
 
 def main():
