@@ -246,7 +246,7 @@ fn receive_rights(fd: RawFd, incoming: &mut Incoming, room: usize, flags: MsgFla
         let mut message = libc::CMSG_FIRSTHDR(&header);
         while !message.is_null() {
             if (*message).cmsg_level == libc::SOL_SOCKET && (*message).cmsg_type == libc::SCM_RIGHTS {
-                let count = ((*message).cmsg_len - rights_len(0)) / std::mem::size_of::<RawFd>();
+                let count = (*message).cmsg_len.saturating_sub(rights_len(0)) / std::mem::size_of::<RawFd>();
                 let data = libc::CMSG_DATA(message).cast::<RawFd>();
                 for i in 0..count {
                     let number = data.add(i).read_unaligned();
