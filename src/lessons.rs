@@ -142,6 +142,13 @@ pub const LESSONS: &[Lesson] = &[
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
         python: &["epoll_et_server.py", "epoll_et_client.py"],
     },
+    Lesson {
+        number: 18,
+        slug: "unix-sockets",
+        title: "Unix domain sockets",
+        summary: "path and abstract names, socketpair, SO_PEERCRED, a listener hands connections to workers (SCM_RIGHTS)",
+        python: &["unix_fd_passing.py"],
+    },
 ];
 
 /// What the lesson was asked to do.

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 /// The calls a lesson makes through `socklab::sys`, by the kernel's names.
 const TRACED: &str = "socket,socketpair,bind,listen,accept4,connect,getsockname,getpeername,setsockopt,\
-getsockopt,shutdown,close,sendto,recvfrom,read,write,fcntl,pselect6,poll,epoll_create1,epoll_ctl,epoll_wait,dup,\
-rt_sigaction,clone,wait4,exit_group,prlimit64";
+getsockopt,shutdown,close,sendto,recvfrom,sendmsg,recvmsg,unlink,read,write,fcntl,pselect6,poll,epoll_create1,\
+epoll_ctl,epoll_wait,dup,rt_sigaction,clone,wait4,exit_group,prlimit64";
 
 #[test]
 fn lesson_01_trace_matches_strace() {
@@ -67,6 +67,13 @@ fn lesson_11_trace_matches_strace() {
 #[test]
 fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
+}
+
+/// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
+/// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
+#[test]
+fn lesson_18_trace_matches_strace() {
+    compare_with_strace(18, 5);
 }
 
 /// Runs `lesson` under strace and compares, thread by thread; at least `threads` of them

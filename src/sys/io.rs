@@ -95,8 +95,12 @@ pub fn recv(fd: impl AsFd, buf: &mut [u8], flags: MsgFlags) -> nix::Result<usize
 
 /// `sendto(fd, buf, len, flags, addr, addrlen)`: one datagram to `addr`.
 ///
+/// UDP may lose it; AF_UNIX never does: a receiver's full queue makes the sender wait (or,
+/// non-blocking, fail with `EAGAIN`).
+///
 /// # Errors
-/// `EMSGSIZE` for a datagram too big; `ECONNREFUSED` reported from an earlier datagram.
+/// `EMSGSIZE` for a datagram too big; `ECONNREFUSED` reported from an earlier datagram (UDP),
+/// or nobody bound to that name (AF_UNIX); `EAGAIN`.
 ///
 /// # References
 /// <https://man7.org/linux/man-pages/man2/sendto.2.html>
@@ -118,7 +122,8 @@ fn sendto_raw(fd: i32, buf: &[u8], addr: &dyn SockaddrLike, flags: MsgFlags) -> 
                 .int(addr.len())
         },
         || nix_socket::sendto(fd, buf, addr, flags),
-        Finish::of,
+        // A UDP datagram and an AF_UNIX one are not kept alike: the descriptor says which.
+        |result| Finish::of(result).noted_as(context::table().note_for(fd, "sendto")),
     )
 }
 

@@ -2,7 +2,9 @@
 //!
 //! - `socket`: socket, socketpair, bind, listen, accept4, connect, shutdown, names, options;
 //! - `io`: send/recv (sendto/recvfrom in the kernel), sendto, recvfrom, read, write;
+//! - `msg`: sendmsg/recvmsg, passing descriptors between processes (SCM_RIGHTS);
 //! - `fd`: close, fcntl (O_NONBLOCK), dup, the descriptor limit;
+//! - `fs`: unlink, for the file an AF_UNIX socket's bind made;
 //! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors;
 //! - `signal`: what SIGPIPE does; `process`: fork and wait;
 //! - `netdb`: getaddrinfo, a libc function rather than a syscall: its own syscalls are staged.
@@ -13,7 +15,9 @@
 
 pub mod epoll;
 pub mod fd;
+pub mod fs;
 pub mod io;
+pub mod msg;
 pub mod netdb;
 pub mod poll;
 pub mod process;
@@ -22,7 +26,9 @@ pub mod signal;
 pub mod socket;
 
 pub use fd::*;
+pub use fs::*;
 pub use io::*;
+pub use msg::*;
 pub use process::*;
 pub use signal::*;
 pub use socket::*;

@@ -122,8 +122,10 @@ pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::
             let pair = match result {
                 Ok((a, b)) => {
                     let mut table = context::table();
-                    table.created(raw(a), domain as i32, ty as i32);
-                    table.created(raw(b), domain as i32, ty as i32);
+                    for end in [a, b] {
+                        table.created(raw(end), domain as i32, ty as i32);
+                        table.connected(raw(end), None);
+                    }
                     Args::new().arg(vec![
                         Piece::text("["),
                         Piece::Fd(raw(a)),
@@ -154,12 +156,27 @@ pub fn bind(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
             &Spec::new("bind"),
             || Args::new().fd(fd).addr(addr).int(addr.len()),
             || nix_socket::bind(fd, addr),
-            Finish::of,
+            |result| Finish::of(result).noted_as(bind_note(addr)),
         )
     })
 }
 
-/// `listen(fd, backlog)`: makes the socket passive; the kernel queues finished handshakes.
+/// An AF_UNIX bind means something of its own: a path makes a file, an abstract name does not.
+fn bind_note(addr: &dyn SockaddrLike) -> &'static str {
+    if addr.family() != Some(AddressFamily::Unix) {
+        return "bind";
+    }
+    // SAFETY: a SockaddrLike promises that as_ptr() points to a valid sockaddr of len() bytes.
+    let unix = unsafe { UnixAddr::from_raw(addr.as_ptr(), Some(addr.len())) };
+    match unix {
+        Some(name) if name.path().is_some() => "bind.unix",
+        Some(name) if name.as_abstract().is_some() => "bind.unix-abstract",
+        _ => "bind",
+    }
+}
+
+/// `listen(fd, backlog)`: makes the socket passive; the kernel queues finished handshakes (on
+/// AF_UNIX, connections: there is no handshake).
 ///
 /// # Errors
 /// `EINVAL` for a backlog above SOMAXCONN (nix refuses it before the call); `EADDRINUSE`.
@@ -173,10 +190,12 @@ pub fn listen(fd: impl AsFd, backlog: i32) -> nix::Result<()> {
         || Args::new().fd(raw(&fd)).int(i32::from(backlog)),
         || nix_socket::listen(&fd, backlog),
         |result| {
+            let mut table = context::table();
+            let note = table.note_for(raw(&fd), "listen");
             if result.is_ok() {
-                context::table().listening(raw(&fd));
+                table.listening(raw(&fd));
             }
-            Finish::of(result)
+            Finish::of(result).noted_as(note)
         },
     )
 }
@@ -249,7 +268,7 @@ pub fn connect(fd: impl AsFd, addr: impl Address) -> nix::Result<()> {
             || nix_socket::connect(fd, addr),
             |result| {
                 let mut table = context::table();
-                let note = table.connect_note(fd);
+                let note = table.note_for(fd, "connect");
                 table.connected(fd, result.as_ref().err().copied());
                 Finish::of(result).noted_as(note)
             },
@@ -346,6 +365,8 @@ pub trait OptionName {
     /// What reading this option back tells the trace about the descriptor (SO_ERROR: how a
     /// non-blocking connect ended).
     fn read_back(_fd: std::os::fd::RawFd, _value: &Self::Value) {}
+    /// The notes row for reading it: most options share getsockopt's.
+    const READ_NOTE: &'static str = "getsockopt";
 }
 
 macro_rules! int_option {
@@ -435,6 +456,29 @@ impl OptionName for sockopt::SocketError {
     }
 }
 
+/// Who is at the other end of an AF_UNIX socket: `{pid=4242, uid=1000, gid=1000}`, as the
+/// kernel recorded it when the peer connected (seen from a client: when the server called
+/// listen; in a pair: socketpair).
+impl OptionName for sockopt::PeerCredentials {
+    type Value = nix_socket::UnixCredentials;
+    const NAME: (&'static str, &'static str) = ("SOL_SOCKET", "SO_PEERCRED");
+    const READ_NOTE: &'static str = "getsockopt.peercred";
+    fn show(value: &nix_socket::UnixCredentials) -> (Vec<Piece>, usize) {
+        (
+            vec![
+                Piece::text("{pid="),
+                Piece::Pid(value.pid()),
+                Piece::text(", uid="),
+                Piece::Uid(value.uid()),
+                Piece::text(", gid="),
+                Piece::Gid(value.gid()),
+                Piece::text("}"),
+            ],
+            std::mem::size_of::<libc::ucred>(),
+        )
+    }
+}
+
 /// `setsockopt(fd, level, name, value, len)`: changes one setting of the socket.
 ///
 /// # Errors
@@ -477,7 +521,7 @@ where
     let (level, name) = O::NAME;
     let number = raw(&fd);
     trace::syscall(
-        &Spec::new("getsockopt").fills(),
+        &Spec::new("getsockopt").fills().noted_as(O::READ_NOTE),
         || Args::new().fd(number).text(level).text(name),
         || nix_socket::getsockopt(&fd, option),
         |result| {

@@ -2,9 +2,11 @@
 //!
 //! "close sends FIN" is true of the last descriptor of a connected TCP socket and false of a
 //! listener (queued connections are reset), of a connection already reset (nothing is sent),
-//! after shutdown(SHUT_WR) (the FIN went then), of AF_UNIX (the peer reads end-of-file) and of
-//! UDP (nothing is sent). The wrappers in `src/sys` tell this table what they made and saw;
-//! `close` and a read returning 0 ask it which row of the notes table applies.
+//! after shutdown(SHUT_WR) (the FIN went then), of AF_UNIX (the peer reads end-of-file; a
+//! listener's file stays) and of UDP (nothing is sent); and a descriptor sent to another
+//! process with SCM_RIGHTS lives on there. The wrappers in `src/sys` tell this table what they
+//! made and saw; `close`, a read returning 0, `connect`, `listen` and a datagram's `sendto`
+//! ask it which row of the notes table applies.
 //!
 //! The table is per process and kept only while tracing is on. A forked child starts with a
 //! copy in which every descriptor is shared (the parent holds the same sockets).
@@ -30,7 +32,12 @@ pub enum Kind {
     /// Reset, timed out or refused: nothing left to end.
     TcpDead,
     Udp,
-    Unix,
+    /// AF_UNIX, SOCK_STREAM (or SOCK_SEQPACKET) with no peer yet (made, perhaps bound).
+    UnixFresh,
+    /// Connected, accepted, or one of a pair.
+    UnixStream,
+    UnixListener,
+    UnixDgram,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +45,18 @@ struct Entry {
     kind: Kind,
     /// Another descriptor (a dup, or a forked process's copy) may refer to the same socket.
     shared: bool,
+    /// Sent to another process with SCM_RIGHTS: a copy lives on there.
+    passed: bool,
+}
+
+impl Entry {
+    fn new(kind: Kind) -> Entry {
+        Entry {
+            kind,
+            shared: false,
+            passed: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -51,18 +70,20 @@ impl Table {
         let kind = match (domain, ty & 0xf) {
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => Kind::TcpFresh,
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => Kind::Udp,
-            (libc::AF_UNIX, _) => Kind::Unix,
+            (libc::AF_UNIX, libc::SOCK_DGRAM) => Kind::UnixDgram,
+            (libc::AF_UNIX, _) => Kind::UnixFresh,
             _ => {
                 self.fds.remove(&fd);
                 return;
             }
         };
-        self.fds.insert(fd, Entry { kind, shared: false });
+        self.fds.insert(fd, Entry::new(kind));
     }
 
     pub fn listening(&mut self, fd: RawFd) {
         self.change(fd, |kind| match kind {
             Kind::TcpFresh | Kind::TcpListener => Kind::TcpListener,
+            Kind::UnixFresh | Kind::UnixListener => Kind::UnixListener,
             other => other,
         });
     }
@@ -71,13 +92,26 @@ impl Table {
     pub fn accepted(&mut self, listener: RawFd, fd: RawFd) {
         let kind = match self.fds.get(&listener).map(|e| e.kind) {
             Some(Kind::TcpListener) => Kind::TcpConnected,
-            Some(Kind::Unix) => Kind::Unix,
+            Some(Kind::UnixListener) => Kind::UnixStream,
             _ => {
                 self.fds.remove(&fd);
                 return;
             }
         };
-        self.fds.insert(fd, Entry { kind, shared: false });
+        self.fds.insert(fd, Entry::new(kind));
+    }
+
+    /// `fd` was sent to another process with SCM_RIGHTS: closing it here ends nothing there.
+    pub fn passed(&mut self, fd: RawFd) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            entry.passed = true;
+        }
+    }
+
+    /// `fd` arrived with SCM_RIGHTS: a new descriptor for an open file this process knows
+    /// nothing about (a socket of any kind, a pipe, a file).
+    pub fn received(&mut self, fd: RawFd) {
+        self.fds.remove(&fd);
     }
 
     /// connect returned on `fd`, with `errno` if it failed.
@@ -86,6 +120,7 @@ impl Table {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
             (Kind::TcpFresh, Some(Errno::EINPROGRESS)) => Kind::TcpConnecting,
             (Kind::TcpFresh, Some(_)) => Kind::TcpDead,
+            (Kind::UnixFresh, None) => Kind::UnixStream,
             (other, _) => other,
         });
     }
@@ -147,6 +182,7 @@ impl Table {
             return "close";
         };
         match entry.kind {
+            _ if entry.passed => "close.passed",
             _ if entry.shared => "close.shared",
             Kind::TcpConnected => "close.tcp",
             Kind::TcpShutWrite => "close.tcp-shut",
@@ -154,7 +190,10 @@ impl Table {
             Kind::TcpFresh => "close.tcp-unconnected",
             Kind::TcpListener => "close.listener",
             Kind::Udp => "close.udp",
-            Kind::Unix => "close.unix",
+            Kind::UnixStream => "close.unix",
+            Kind::UnixFresh => "close.unix-unconnected",
+            Kind::UnixListener => "close.unix-listener",
+            Kind::UnixDgram => "close.unix-dgram",
             // Connected or refused: SO_ERROR was never read, so we do not know.
             Kind::TcpConnecting => "close",
         }
@@ -164,17 +203,24 @@ impl Table {
     pub fn end_of_file(&self, fd: RawFd) -> &'static str {
         match self.fds.get(&fd).map(|e| e.kind) {
             Some(Kind::Udp) => "eof.udp",
-            Some(Kind::Unix) => "eof.unix",
+            Some(Kind::UnixFresh | Kind::UnixStream | Kind::UnixListener) => "eof.unix",
+            Some(Kind::UnixDgram) => "eof.unix-dgram",
             Some(_) => "eof.tcp",
             None => "eof",
         }
     }
 
-    /// The notes row for connect on `fd`: TCP's handshake, or UDP's remembered peer.
-    pub fn connect_note(&self, fd: RawFd) -> &'static str {
-        match self.fds.get(&fd).map(|e| e.kind) {
-            Some(Kind::Udp) => "connect.udp",
-            _ => "connect",
+    /// The notes row for `call` on `fd` where the socket's kind changes what it means:
+    /// connect (TCP's handshake, UDP's remembered peer, AF_UNIX's queued connection), listen,
+    /// and a datagram's sendto; `call` itself otherwise.
+    pub fn note_for(&self, fd: RawFd, call: &'static str) -> &'static str {
+        match (call, self.fds.get(&fd).map(|e| e.kind)) {
+            ("connect", Some(Kind::Udp)) => "connect.udp",
+            ("connect", Some(Kind::UnixFresh | Kind::UnixStream)) => "connect.unix",
+            ("connect", Some(Kind::UnixDgram)) => "connect.unix-dgram",
+            ("listen", Some(Kind::UnixFresh | Kind::UnixListener)) => "listen.unix",
+            ("sendto", Some(Kind::UnixDgram)) => "sendto.unix",
+            _ => call,
         }
     }
 
@@ -259,10 +305,51 @@ mod tests {
         assert_eq!(table.closed(3), "close.udp");
         table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
         table.created(4, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, None);
+        table.connected(4, None);
         assert_eq!(table.closed(4), "close.unix");
         assert_eq!(table.closed(9), "close", "an unknown (inherited) descriptor");
         assert_eq!(table.closed(3), "close.unix");
         assert_eq!(table.closed(3), "close", "closed already: unknown now");
+    }
+
+    #[test]
+    fn af_unix_listeners_datagrams_and_passed_descriptors() {
+        let mut table = Table::default();
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC);
+        assert_eq!(table.note_for(3, "listen"), "listen.unix");
+        table.listening(3);
+        table.accepted(3, 4);
+        assert_eq!(table.end_of_file(4), "eof.unix");
+        table.passed(4);
+        assert_eq!(table.closed(4), "close.passed", "a copy lives on in the receiver");
+        assert_eq!(
+            table.closed(3),
+            "close.unix-listener",
+            "queued clients reset, the file stays"
+        );
+
+        table.created(3, libc::AF_UNIX, libc::SOCK_DGRAM);
+        assert_eq!(table.note_for(3, "sendto"), "sendto.unix");
+        assert_eq!(table.note_for(3, "connect"), "connect.unix-dgram");
+        assert_eq!(table.end_of_file(3), "eof.unix-dgram");
+        assert_eq!(table.closed(3), "close.unix-dgram");
+
+        table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
+        assert_eq!(table.note_for(5, "connect"), "connect.unix");
+        table.connected(5, Some(Errno::ECONNREFUSED));
+        assert_eq!(
+            table.closed(5),
+            "close.unix-unconnected",
+            "refused: it never had a peer"
+        );
+        table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.received(5);
+        assert_eq!(
+            table.closed(5),
+            "close",
+            "a descriptor that arrived by SCM_RIGHTS: unknown"
+        );
     }
 
     #[test]
@@ -302,11 +389,13 @@ mod tests {
         table.connected(3, None);
         table.created(4, libc::AF_INET6, libc::SOCK_DGRAM);
         table.created(5, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(5, None);
         assert_eq!(table.end_of_file(3), "eof.tcp");
         assert_eq!(table.end_of_file(4), "eof.udp");
         assert_eq!(table.end_of_file(5), "eof.unix");
         assert_eq!(table.end_of_file(0), "eof", "stdin, a pipe: plain end of file");
-        assert_eq!(table.connect_note(4), "connect.udp");
-        assert_eq!(table.connect_note(3), "connect");
+        assert_eq!(table.note_for(4, "connect"), "connect.udp");
+        assert_eq!(table.note_for(3, "connect"), "connect");
+        assert_eq!(table.note_for(4, "sendto"), "sendto", "UDP's own row");
     }
 }

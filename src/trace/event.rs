@@ -223,11 +223,19 @@ impl Fields {
                 Piece::Bytes { head, len } => {
                     self.push("B");
                     self.push(&len.to_string());
-                    let mut hex = String::with_capacity(head.len() * 2);
-                    for byte in head {
-                        let _ = write!(hex, "{byte:02x}");
-                    }
-                    self.push(&hex);
+                    self.push(&hex(head));
+                }
+                Piece::Path(bytes) => {
+                    self.push("N");
+                    self.push(&hex(bytes));
+                }
+                Piece::Uid(id) => {
+                    self.push("U");
+                    self.push(&id.to_string());
+                }
+                Piece::Gid(id) => {
+                    self.push("G");
+                    self.push(&id.to_string());
                 }
                 Piece::Port(port) => {
                     self.push("P");
@@ -253,6 +261,21 @@ impl Fields {
             self.push("...");
         }
     }
+}
+
+/// Bytes as two hex digits each: they may be anything, a tab or a NUL among them.
+fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A record line (without its newline) back into an event; `None` for anything else.
@@ -356,12 +379,12 @@ fn read_pieces(next: &mut impl FnMut() -> Option<String>) -> Option<Vec<Piece>> 
             "I" => Piece::Int(next()?.parse().ok()?),
             "B" => {
                 let len = next()?.parse().ok()?;
-                let hex = next()?;
-                let head = (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-                    .collect::<Option<Vec<u8>>>()?;
+                let head = unhex(&next()?)?;
                 Piece::Bytes { head, len }
             }
+            "N" => Piece::Path(unhex(&next()?)?),
+            "U" => Piece::Uid(next()?.parse().ok()?),
+            "G" => Piece::Gid(next()?.parse().ok()?),
             "P" => Piece::Port(next()?.parse().ok()?),
             "A" => Piece::Pointer(next()?.parse().ok()),
             "D" => Piece::Pid(next()?.parse().ok()?),
@@ -399,7 +422,9 @@ mod tests {
             .unknown_pointer()
             .pointer(0x7ffd_0000_1000usize as *const u8)
             .pid(77)
-            .flags(libc::MSG_NOSIGNAL as i64, super::super::render::MSG_FLAGS);
+            .flags(libc::MSG_NOSIGNAL as i64, super::super::render::MSG_FLAGS)
+            .path(b"\0socklab-18.k3J9xq\t/echo.sock")
+            .arg(vec![Piece::Uid(1000), Piece::Gid(100)]);
         let events = [
             event(What::Enter {
                 name: "sendto".into(),

@@ -43,9 +43,34 @@ pub const NOTES: &[Note] = &[
     ),
     note("bind", "gives the socket its local address and port"),
     on_error("bind", Errno::EADDRINUSE, "another socket holds this address and port"),
+    // AF_UNIX names: a path makes a file, an abstract name (a leading NUL, strace's @) does not.
+    note(
+        "bind.unix",
+        "creates the socket's file at that path (ls -l shows type s); closing the socket will not remove it",
+    ),
+    on_error(
+        "bind.unix",
+        Errno::EADDRINUSE,
+        "a file of that name exists, a dead socket's too: bind never replaces it; unlink it first",
+    ),
+    note(
+        "bind.unix-abstract",
+        "an abstract name (sun_path starts with a NUL byte, strace's @): no file; the name lives \
+         in the kernel until the last socket bound to it is closed",
+    ),
+    on_error(
+        "bind.unix-abstract",
+        Errno::EADDRINUSE,
+        "a socket that is still open holds this abstract name",
+    ),
     note(
         "listen",
         "a passive socket now: the kernel completes handshakes and queues them (the backlog)",
+    ),
+    note(
+        "listen.unix",
+        "a passive socket now: each connect() is queued here until accepted (the backlog); no \
+         handshake, both ends are in this kernel",
     ),
     note(
         "accept4",
@@ -59,6 +84,26 @@ pub const NOTES: &[Note] = &[
     note(
         "connect.udp",
         "UDP sends nothing: the kernel only remembers the peer, for send() and for filtering recv()",
+    ),
+    note(
+        "connect.unix",
+        "AF_UNIX: no packets, no handshake: the kernel queues the connection on the listener at \
+         once (connect waits only while that queue is full)",
+    ),
+    on_error(
+        "connect.unix",
+        Errno::ECONNREFUSED,
+        "a socket file with no listening socket behind it: its server closed it or died",
+    ),
+    on_error(
+        "connect.unix",
+        Errno::ENOENT,
+        "no such file: nobody bound that name, or it was unlinked",
+    ),
+    note(
+        "connect.unix-dgram",
+        "no connection is made: the kernel checks that the name is bound and remembers it as the \
+         peer, for send()",
     ),
     on_error(
         "connect",
@@ -79,6 +124,11 @@ pub const NOTES: &[Note] = &[
     note(
         "getsockopt",
         "reads a setting back; the kernel may hold a different value than was asked for",
+    ),
+    note(
+        "getsockopt.peercred",
+        "who is at the other end, as the kernel recorded it: the process that called connect \
+         (seen from a client: listen; in a pair: socketpair)",
     ),
     note(
         "shutdown",
@@ -119,6 +169,25 @@ pub const NOTES: &[Note] = &[
         "close.udp",
         "UDP has no connection to end: nothing is sent, the port is free again",
     ),
+    note(
+        "close.unix-unconnected",
+        "this AF_UNIX socket never had a peer: nobody is told anything (a file its bind made stays)",
+    ),
+    note(
+        "close.unix-listener",
+        "an AF_UNIX listener: connections not yet accepted are reset (ECONNRESET); its socket \
+         file stays until unlink",
+    ),
+    note(
+        "close.unix-dgram",
+        "nothing is sent: datagrams still queued to this socket are lost, and a sender connected \
+         to it gets ECONNREFUSED next",
+    ),
+    note(
+        "close.passed",
+        "frees this descriptor only: the copy sent with SCM_RIGHTS keeps the socket open (in \
+         flight, then in the receiver)",
+    ),
     on_error("close", Errno::EBADF, "that number is not an open descriptor"),
     // send() and recv() arrive as sendto/recvfrom without an address; the wrappers file their
     // notes under these two names so that datagram calls with an address get their own.
@@ -145,6 +214,10 @@ pub const NOTES: &[Note] = &[
         "0 is an empty datagram here, not end of file: UDP has no connection to end",
     ),
     note(
+        "eof.unix-dgram",
+        "0 is an empty datagram here, not end of file: a datagram socket has no connection to end",
+    ),
+    note(
         "eof",
         "0: end of file: every writer closed its end (a terminal's Ctrl-D, a pipe's last writer)",
     ),
@@ -155,6 +228,31 @@ pub const NOTES: &[Note] = &[
     note(
         "recvfrom",
         "one datagram and who sent it; a buffer too small cuts the datagram and loses the rest",
+    ),
+    note(
+        "sendto.unix",
+        "one datagram to the socket bound to that name: kept whole and in order, never dropped \
+         (a full queue makes the sender wait)",
+    ),
+    on_error(
+        "sendto.unix",
+        Errno::ECONNREFUSED,
+        "nobody is bound to that name (any more): it went with its last socket",
+    ),
+    note(
+        "sendmsg",
+        "send() with a header: buffers, an address, and control messages; SCM_RIGHTS carries \
+         descriptors: a reference to each one's open file rides in the message",
+    ),
+    note(
+        "recvmsg",
+        "data and control messages; descriptors sent with SCM_RIGHTS arrive as new numbers here, \
+         the lowest free ones",
+    ),
+    note(
+        "unlink",
+        "removes the name from its directory; a socket bound to it keeps working, but nobody new \
+         can find it",
     ),
     note("read", "read(2) works on sockets too: a socket is a file descriptor"),
     note("write", "write(2) on a socket is send() without flags"),
@@ -265,6 +363,21 @@ mod tests {
             lookup("close", Some(Errno::EBADF))
         );
         assert!(lookup("recv", Some(Errno::ECONNRESET)).unwrap().contains("RST"));
+        assert!(
+            lookup("connect.unix", Some(Errno::ECONNREFUSED))
+                .unwrap()
+                .contains("socket file"),
+            "AF_UNIX has no RST: its own row, not TCP's"
+        );
+        assert!(
+            lookup("sendto.unix", Some(Errno::ECONNREFUSED))
+                .unwrap()
+                .contains("bound")
+        );
+        assert_eq!(
+            lookup("connect.unix", Some(Errno::EAGAIN)),
+            lookup("*", Some(Errno::EAGAIN))
+        );
         assert!(is_table_note(lookup("eof.tcp", None).unwrap()));
         assert!(!is_table_note("a lesson's own words"));
     }

@@ -4,7 +4,8 @@
 //! line is kept as pieces: the descriptor 3, text, the port 40123, text, the integer 16. Values
 //! that change from run to run (ports, pointers, pids, the time select left) have types of their
 //! own, so `expected.trace` can print `PORT` where the human trace prints `40123` without
-//! searching text for numbers.
+//! searching text for numbers. So do names made unique for one run (an AF_UNIX socket's
+//! abstract name) and the user running the program (a peer's uid and gid).
 
 use std::borrow::Cow;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -42,6 +43,14 @@ pub enum Piece {
     Pid(i32),
     /// A time the kernel measured and wrote back (pselect6's time left).
     TimeLeft { secs: i64, nanos: i64 },
+    /// A name in the filesystem or in AF_UNIX's abstract namespace, quoted as strace quotes a
+    /// path (whole, not cut at 32 bytes). A lesson makes a name unique to its run with mkdtemp's
+    /// six random characters (`socklab-18.k3J9xq`): normalised, those print as `XXXXXX`.
+    Path(Vec<u8>),
+    /// A user id: whoever runs the program (0 for root), so it changes from machine to machine.
+    Uid(u32),
+    /// A group id, as a user id.
+    Gid(u32),
 }
 
 impl Piece {
@@ -60,6 +69,11 @@ impl Piece {
     /// A pointer: `NULL` for a null one.
     pub fn pointer<T>(ptr: *const T) -> Piece {
         Piece::Pointer(Some(ptr as usize))
+    }
+
+    /// A path or an abstract name.
+    pub fn path(bytes: &[u8]) -> Piece {
+        Piece::Path(bytes.to_vec())
     }
 }
 
@@ -109,6 +123,11 @@ impl Args {
 
     pub fn pid(self, pid: i32) -> Args {
         self.arg(vec![Piece::Pid(pid)])
+    }
+
+    /// A path: `"echo.sock"`.
+    pub fn path(self, bytes: &[u8]) -> Args {
+        self.arg(vec![Piece::path(bytes)])
     }
 
     /// A socket address as strace decodes it, its port a piece of its own.

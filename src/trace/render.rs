@@ -7,7 +7,9 @@
 //!
 //! Narration and the bytes a call carried are free text, so they get one text rule instead
 //! ([`ports_in_text`]): a number after `127.0.0.1:`, `0.0.0.0:`, `]:` or `port ` is a port,
-//! one after `pid ` a pid.
+//! one after `pid ` a pid, after `uid ` or `gid ` a user or group, after `socket:[` an inode;
+//! and mkdtemp's six random characters in a lesson's private name (`socklab-18.k3J9xq`) are
+//! `XXXXXX`, as in paths.
 
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
@@ -143,6 +145,7 @@ pub const MSG_FLAGS: &FlagTable = &[
     (libc::MSG_ERRQUEUE as i64, "MSG_ERRQUEUE"),
     (libc::MSG_NOSIGNAL as i64, "MSG_NOSIGNAL"),
     (libc::MSG_MORE as i64, "MSG_MORE"),
+    (libc::MSG_CMSG_CLOEXEC as i64, "MSG_CMSG_CLOEXEC"),
 ];
 
 /// `SOCK_STREAM|SOCK_CLOEXEC`: the type in the low bits, creation flags above it.
@@ -209,17 +212,23 @@ fn storage_pieces(addr: &SockaddrStorage) -> Vec<Piece> {
             )),
         ]
     } else if let Some(unix) = addr.as_unix_addr() {
-        let text = if let Some(path) = unix.path() {
-            format!(
-                "{{sa_family=AF_UNIX, sun_path={}}}",
-                quote_path(path.as_os_str().as_encoded_bytes())
-            )
+        // A name starting with a NUL byte is abstract: strace prints the rest after `@`.
+        if let Some(path) = unix.path() {
+            vec![
+                Piece::text("{sa_family=AF_UNIX, sun_path="),
+                Piece::path(path.as_os_str().as_encoded_bytes()),
+                Piece::text("}"),
+            ]
         } else if let Some(name) = unix.as_abstract() {
-            format!("{{sa_family=AF_UNIX, sun_path=@{}}}", quote_path(name))
+            vec![
+                Piece::text("{sa_family=AF_UNIX, sun_path=@"),
+                Piece::path(name),
+                Piece::text("}"),
+            ]
         } else {
-            "{sa_family=AF_UNIX}".into()
-        };
-        vec![Piece::text(text)]
+            // Unnamed: a socket that never bound (a client), or a socketpair's.
+            vec![Piece::text("{sa_family=AF_UNIX}")]
+        }
     } else {
         vec![Piece::text(format!(
             "{{sa_family={}}}",
@@ -229,7 +238,7 @@ fn storage_pieces(addr: &SockaddrStorage) -> Vec<Piece> {
 }
 
 /// Paths are not cut at 32 bytes the way data is.
-fn quote_path(bytes: &[u8]) -> String {
+pub fn quote_path(bytes: &[u8]) -> String {
     let mut text = String::from("\"");
     for &b in bytes {
         match b {
@@ -307,6 +316,13 @@ pub fn piece(piece: &Piece, form: Form, out: &mut String) {
         }
         Piece::TimeLeft { .. } if normalised => out.push_str("{…}"),
         Piece::TimeLeft { secs, nanos } => out.push_str(&timespec(*secs, *nanos)),
+        Piece::Path(bytes) if normalised => out.push_str(&unique_names(&quote_path(bytes))),
+        Piece::Path(bytes) => out.push_str(&quote_path(bytes)),
+        Piece::Uid(_) if normalised => out.push_str("UID"),
+        Piece::Gid(_) if normalised => out.push_str("GID"),
+        Piece::Uid(id) | Piece::Gid(id) => {
+            let _ = write!(out, "{id}");
+        }
     }
 }
 
@@ -360,13 +376,47 @@ pub fn strace_line(call: &str, ret: &str) -> String {
 }
 
 /// The text rule for narration and carried bytes: `127.0.0.1:40123` and `[::1]:40123` become
-/// `…:PORT`, `port 40123` becomes `port PORT` (`port 0` stays), `pid 1234` becomes `pid PID`.
+/// `…:PORT`, `port 40123` becomes `port PORT` (`port 0` stays), `pid 1234` becomes `pid PID`,
+/// `uid 0` and `gid 0` become `uid UID` and `gid GID`, `socket:[48213]` becomes
+/// `socket:[INODE]`, and a lesson's unique name `socklab-18.k3J9xq` becomes `socklab-18.XXXXXX`.
 pub fn ports_in_text(text: &str) -> String {
     let mut out = text.to_string();
     for prefix in ["127.0.0.1:", "0.0.0.0:", "]:", "port "] {
         out = numbers_after(&out, prefix, "PORT");
     }
-    numbers_after(&out, "pid ", "PID")
+    out = numbers_after(&out, "pid ", "PID");
+    out = numbers_after(&out, "uid ", "UID");
+    out = numbers_after(&out, "gid ", "GID");
+    out = numbers_after(&out, "socket:[", "INODE");
+    unique_names(&out)
+}
+
+/// How the lessons name what must be unique to one run (a private directory, an abstract
+/// socket name): mkdtemp's template `socklab-NN.XXXXXX`, NN the lesson's number.
+pub const UNIQUE_NAME_PREFIX: &str = "socklab-";
+
+/// `socklab-18.k3J9xq` becomes `socklab-18.XXXXXX`: the six characters mkdtemp chose.
+fn unique_names(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(UNIQUE_NAME_PREFIX) {
+        let after = &rest[at + UNIQUE_NAME_PREFIX.len()..];
+        out.push_str(&rest[..at + UNIQUE_NAME_PREFIX.len()]);
+        let bytes = after.as_bytes();
+        let is_unique = bytes.len() >= 9
+            && bytes[..2].iter().all(u8::is_ascii_digit)
+            && bytes[2] == b'.'
+            && bytes[3..9].iter().all(u8::is_ascii_alphanumeric);
+        if is_unique {
+            out.push_str(&after[..3]);
+            out.push_str("XXXXXX");
+            rest = &after[9..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every number right after `prefix` becomes `word`, except a port 0 spelled `port 0`.
@@ -426,6 +476,18 @@ mod tests {
             sockaddr(&addr),
             r#"{sa_family=AF_INET, sin_port=htons(7000), sin_addr=inet_addr("127.0.0.1")}"#
         );
+        let path = nix::sys::socket::UnixAddr::new("echo.sock").unwrap();
+        assert_eq!(sockaddr(&path), r#"{sa_family=AF_UNIX, sun_path="echo.sock"}"#);
+        let name = nix::sys::socket::UnixAddr::new_abstract(b"socklab-18.k3J9xq").unwrap();
+        assert_eq!(sockaddr(&name), r#"{sa_family=AF_UNIX, sun_path=@"socklab-18.k3J9xq"}"#);
+        assert_eq!(
+            super::args(&Args::new().addr(&name), Form::Normalised),
+            r#"{sa_family=AF_UNIX, sun_path=@"socklab-18.XXXXXX"}"#
+        );
+        assert_eq!(
+            sockaddr(&nix::sys::socket::UnixAddr::new_unnamed()),
+            "{sa_family=AF_UNIX}"
+        );
         let v6 = SockaddrStorage::from("[::1]:9999".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(
             sockaddr(&v6),
@@ -437,6 +499,10 @@ mod tests {
         );
         assert_eq!(flags(0, MSG_FLAGS), "0");
         assert_eq!(flags(libc::MSG_NOSIGNAL as i64, MSG_FLAGS), "MSG_NOSIGNAL");
+        assert_eq!(
+            flags((libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) as i64, MSG_FLAGS),
+            "MSG_DONTWAIT|MSG_CMSG_CLOEXEC"
+        );
         assert_eq!(error(Errno::EAGAIN), "-1 EAGAIN (Resource temporarily unavailable)");
         assert_eq!(fd_list(&[3, 4]), "[3 4]");
         assert_eq!(length_in_out(128, 16), "[128 => 16]");
@@ -513,6 +579,14 @@ mod tests {
             "[::1]:PORT and port 0, port PORT"
         );
         assert_eq!(ports_in_text("child pid 4242 ended"), "child pid PID ended");
+        assert_eq!(
+            ports_in_text("pid 7 uid 1000 gid 100: fd 5 is socket:[48213]"),
+            "pid PID uid UID gid GID: fd 5 is socket:[INODE]"
+        );
+        assert_eq!(
+            ports_in_text("/tmp/socklab-18.k3J9xq/echo.sock, socklab-18.short, socklab-x"),
+            "/tmp/socklab-18.XXXXXX/echo.sock, socklab-18.short, socklab-x"
+        );
         assert_eq!(digits_to_n("spun 1234 times in 5.2 ms"), "spun N times in N ms");
     }
 }
