@@ -75,14 +75,16 @@ fn bounds_of(bucket: usize) -> (u64, u64) {
     ((PER_DOUBLING + slice) << shift, 1 << shift)
 }
 
-/// CPU time (user + system, all threads) of this process and, when its PID is known, of the
-/// server: read from /proc/PID/stat at the start and the end of the measured interval, so a
-/// report can show whether the load or the server was the busy one.
+/// CPU time of this process (all its threads, getrusage) and, when its PID is known, of the
+/// server (/proc/PID/task/*/schedstat, in nanoseconds), read at the start and the end of the
+/// measured interval, so a report can show whether the load or the server was the busy one.
+/// On a machine shared with other work a process can also wait for its CPU: then both use
+/// less than a core, and the throughput says less about the server than its CPU per message.
 pub struct CpuWatch {
     server: Option<i32>,
     started: Instant,
-    load_ticks: u64,
-    server_ticks: Option<u64>,
+    load_time: Duration,
+    server_time: Option<Duration>,
 }
 
 /// What a [`CpuWatch`] saw: cores used, 1.0 being one core busy all the time.
@@ -97,41 +99,52 @@ impl CpuWatch {
         CpuWatch {
             server,
             started: Instant::now(),
-            load_ticks: ticks_of("self").unwrap_or(0),
-            server_ticks: server.and_then(|pid| ticks_of(&pid.to_string())),
+            load_time: own_cpu_time(),
+            server_time: server.and_then(cpu_time_of),
         }
     }
 
     pub fn stop(&self) -> CpuUse {
-        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
-        let per_second = clock_ticks_per_second();
-        let cores = |before: u64, after: u64| after.saturating_sub(before) as f64 / per_second / seconds;
-        let load = ticks_of("self").map_or(0.0, |after| cores(self.load_ticks, after));
-        let server = match (self.server, self.server_ticks) {
-            (Some(pid), Some(before)) => ticks_of(&pid.to_string()).map(|after| cores(before, after)),
+        self.stop_over(self.started.elapsed())
+    }
+
+    /// As [`CpuWatch::stop`], as a share of `active`: the part of the interval the work took
+    /// (a chat run ends with a quiet spell in which nobody works).
+    pub fn stop_over(&self, active: Duration) -> CpuUse {
+        let seconds = active.as_secs_f64().max(1e-9);
+        let cores = |before: Duration, after: Duration| after.saturating_sub(before).as_secs_f64() / seconds;
+        let load = cores(self.load_time, own_cpu_time());
+        let server = match (self.server, self.server_time) {
+            (Some(pid), Some(before)) => cpu_time_of(pid).map(|after| cores(before, after)),
             _ => None,
         };
         CpuUse { load, server }
     }
 }
 
-/// utime + stime of a process, in clock ticks: fields 14 and 15 of /proc/PID/stat (proc(5)),
-/// counted after the command name, which is in parentheses and may hold spaces.
-fn ticks_of(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some(user + system)
+/// `getrusage(RUSAGE_SELF)`: user + system time of every thread of this process, those that
+/// have ended included.
+fn own_cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return Duration::ZERO;
+    };
+    let micros = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    micros(usage.user_time()) + micros(usage.system_time())
 }
 
-/// `sysconf(_SC_CLK_TCK)`: the unit of /proc's CPU times (nix has sysconf only behind a
-/// feature this crate does not turn on).
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf reads a constant from the C library and touches no memory of ours.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+/// The time another process's threads have run: the first field of each thread's
+/// /proc/PID/task/TID/schedstat, in nanoseconds (proc(5)). Threads that have ended are not
+/// counted; the servers measured here have one.
+fn cpu_time_of(pid: i32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = Duration::ZERO;
+    for task in tasks.flatten() {
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        let nanos: u64 = schedstat.split(' ').next()?.parse().ok()?;
+        total += Duration::from_nanos(nanos);
+    }
+    Some(total)
 }
 
 #[cfg(test)]
@@ -172,11 +185,11 @@ mod tests {
     fn this_process_uses_some_cpu_and_a_sleeping_one_none() {
         let mut sleeper = std::process::Command::new("sleep").arg("2").spawn().unwrap();
         let watch = CpuWatch::start(Some(sleeper.id() as i32));
-        // Spin until the kernel has charged us 5 ticks (50 ms here), however busy the machine.
-        let before = ticks_of("self").unwrap();
+        // Spin until the kernel has charged us 20 ms, however busy the machine.
+        let before = own_cpu_time();
         let give_up = Instant::now() + Duration::from_secs(5);
         let mut spins = 0u64;
-        while ticks_of("self").unwrap() < before + 5 && Instant::now() < give_up {
+        while own_cpu_time() < before + Duration::from_millis(20) && Instant::now() < give_up {
             spins = std::hint::black_box(spins + 1);
         }
         let used = watch.stop();

@@ -209,6 +209,15 @@ impl Failures {
         }
     }
 
+    /// Adds `failure` in front: the one that sums up the others.
+    pub fn lead(&mut self, failure: String) {
+        self.kept.insert(0, failure);
+        if self.kept.len() > Failures::KEPT {
+            self.kept.pop();
+            self.more += 1;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.kept.is_empty()
     }
