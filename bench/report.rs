@@ -258,8 +258,8 @@ pub fn chat_table(out: &mut String, chat: &[ChatRuns], settings: &Settings) {
     let _ = writeln!(
         out,
         "\nChat fan-out: socklab chat-server, {} clients x {} lines, every line to the {} others, median of {} run(s).\
-         \nWindow 0: each client sends all its lines at once, TCP paces it. Window {}: at most that many of a \
-         client's\nlines ahead of their delivery to everyone else.",
+         \nWindow 0: each client sends all its lines at once, TCP paces it. Window {}: a client says line k \
+         once (k - window) x\n(clients - 1) deliveries of its lines have been made.",
         settings.chat_clients,
         settings.chat_lines,
         settings.chat_clients - 1,

@@ -23,8 +23,9 @@ pub struct Chat {
     pub clients: usize,
     /// Lines each client says.
     pub lines: usize,
-    /// How many of its lines a sender may have said ahead of their delivery to everyone else;
-    /// 0: no limit, each client sends all its lines at once and TCP paces it.
+    /// How far a sender may be ahead of the delivery of its lines: it may say line k once
+    /// (k - window) x (clients - 1) deliveries of its lines have been made, counted over all its
+    /// receivers. 0: no limit, each client sends all its lines at once and TCP paces it.
     pub window: usize,
     /// The longest the lines may take to arrive.
     pub timeout: Duration,

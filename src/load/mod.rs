@@ -40,8 +40,10 @@ const HELP: &str = "usage:
                         one connection: writes of BYTES (65536) for S seconds (2) while another
                         thread reads the echo and checks every byte
   socklab load chat     [--port P] [--clients N] [--lines M] [--window W] [--timeout S]
-                        N clients (50) in the chat room each say M lines (100), at most W ahead of
-                        their delivery (0: no limit); each line must reach the N-1 others, in order
+                        N clients (50) in the chat room each say M lines (100), each client at most
+                        W lines ahead of their delivery (line k goes once (k-W) x (N-1) deliveries
+                        of its lines arrived; 0: no limit); each line must reach the N-1 others,
+                        in each sender's order
   every load also takes --host ADDR (127.0.0.1), --server-pid PID (to report the server's CPU
   use) and --json (one JSON object instead of a sentence); the port is the echo server's
   (33334) or the room's (33333) unless given";
