@@ -276,6 +276,9 @@ pub fn chat_table(out: &mut String, chat: &[ChatRuns], settings: &Settings) {
         let figures = |name: &str| passing().filter_map(|run| run.figure(name)).collect();
         let failed = entry.runs.len() - passing().count();
         let mut rate = median(figures("lines_per_s")).map_or("—".into(), |r| human(r, "lines_per_s"));
+        if median(figures("load_cpu")).is_some_and(|cpu| cpu >= LOAD_BOUND) {
+            rate.push('†'); // the room may be faster than the load could count
+        }
         if failed > 0 {
             rate = format!("{rate} FAILED {failed}/{}", entry.runs.len());
         }
