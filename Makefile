@@ -3,7 +3,7 @@ CARGO ?= cargo
 # `make lesson-7` and `make lesson-07` both run lessons/07-*/.
 two_digits = $(shell printf '%02d' $$(echo $(1) | sed 's/^0*//'))
 
-.PHONY: lessons test lint deps fmt
+.PHONY: lessons test lint deps fmt bench
 
 lesson-%:
 	@$(CARGO) run -q --example lesson-$(call two_digits,$*) -- $(ARGS)
@@ -24,6 +24,16 @@ lessons:
 test: deps
 	$(CARGO) build --examples --bins
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
+
+# Every loop against the same loop in C (bench/echo.c) and mio (bench/mio-echo), release builds,
+# medians of 3, 4.5 to 6 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
+bench: target/bench/echo-c
+	$(CARGO) build -q --release --bins
+	$(CARGO) build -q --release --manifest-path bench/mio-echo/Cargo.toml --target-dir target/mio
+	./target/release/bench $(if $(QUICK),--quick)
+
+target/bench/echo-c: bench/echo.c
+	mkdir -p target/bench && $(CC) -O2 -Wall -Wextra -o $@ bench/echo.c
 
 lint:
 	$(CARGO) fmt --all -- --check

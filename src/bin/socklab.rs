@@ -22,6 +22,8 @@ const HELP: &str = "usage:
                        talk in the room: each line you type is said, `exit` or Ctrl-D leaves;
                        its trace is off unless --trace is given (SOCKLAB_TRACE is ignored), so
                        the room's lines stay readable
+  socklab load pingpong|bulk|chat [OPTIONS]
+                       load an echo server or the room and measure it (`socklab load` for more)
   LOOP is the event loop: select (the default), poll, epoll (level-triggered) or epoll-et
   (edge-triggered); MODE is human, json, plain or off";
 
@@ -105,6 +107,7 @@ fn main() {
         Some("chat-server") => finish("chat-server", chat_server(rest)),
         Some("chat-client") => finish("chat-client", chat_client(rest)),
         Some("echo-server") => finish("echo-server", echo_server(rest)),
+        Some("load") => std::process::exit(socklab::load::main(rest)),
         Some("-h" | "--help" | "help") | None => println!("{HELP}"),
         Some(other) => {
             eprintln!("socklab: unknown command {other:?}\n{HELP}");
