@@ -89,7 +89,8 @@ pub struct Call {
     note_key: &'static str,
     /// None when tracing is off: nothing is rendered and nothing recorded.
     id: Option<u64>,
-    started: Instant,
+    /// None when tracing is off: the clock is not read.
+    started: Option<Instant>,
 }
 
 /// Starts a record for `name` (the kernel's name for the call) whose arguments are all known
@@ -105,19 +106,20 @@ pub fn enter_filling(name: &'static str, args: impl FnOnce() -> Vec<String>) -> 
 }
 
 fn start(name: &'static str, args: impl FnOnce() -> Vec<String>, filling: bool) -> Call {
-    let started = Instant::now();
+    // Off costs one relaxed atomic load: no clock, no lock, no rendering.
     if mode() == Mode::Off {
         return Call {
             note_key: name,
             id: None,
-            started,
+            started: None,
         };
     }
+    let started = Instant::now();
     let id = sink::begin(name, args().join(", "), filling, started);
     Call {
         note_key: name,
         id: Some(id),
-        started,
+        started: Some(started),
     }
 }
 
@@ -138,7 +140,9 @@ impl Call {
         ok: impl FnOnce(&T) -> String,
     ) {
         let explained = EXPLAIN.with(|e| e.borrow_mut().take());
-        let Some(id) = self.id else { return };
+        let (Some(id), Some(started)) = (self.id, self.started) else {
+            return;
+        };
         let errno = result.as_ref().err().copied();
         let finish = sink::Finish {
             id,
@@ -147,7 +151,7 @@ impl Call {
             ret: render::result(result, ok),
             errno,
             explained,
-            elapsed: self.started.elapsed(),
+            elapsed: started.elapsed(),
         };
         sink::end(finish);
     }

@@ -262,6 +262,9 @@ pub fn end(finish: Finish) {
 }
 
 pub fn narrate(text: &str, measured: bool) {
+    if mode() == Mode::Off {
+        return; // before the lock: off costs nothing
+    }
     let tid = super::tid();
     let actor = super::actor();
     let mut st = state();
