@@ -14,7 +14,7 @@ use nix::sys::select::FdSet;
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType};
 
 use crate::chat::MAX_LINE;
-use crate::lessons::Context;
+use crate::context::Context;
 use crate::sys::{self, Errno, select};
 use crate::trace;
 

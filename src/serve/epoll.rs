@@ -33,7 +33,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 
 use super::{Chat, Options, Progress, Service, Summary};
 use crate::chat::ClientId;
-use crate::lessons::Context;
+use crate::context::Context;
 use crate::sys::{self, Errno, epoll};
 use crate::trace;
 

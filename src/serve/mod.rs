@@ -33,7 +33,7 @@ use std::time::Duration;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt};
 
 use crate::chat::{ClientId, CloseReason, Room};
-use crate::lessons::Context;
+use crate::context::Context;
 use crate::sys::{self, Errno};
 use crate::trace;
 
