@@ -15,11 +15,10 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use nix::sys::select::FdSet;
-
 use super::{Chat, Options, Service, Summary};
 use crate::chat::ClientId;
-use crate::sys::{Errno, select};
+use crate::sys::Errno;
+use crate::sys::select::{self, FdSet};
 use crate::trace;
 
 /// Runs the room (or any [`Service`]) on `listener` (non-blocking, listening: see
@@ -91,26 +90,27 @@ fn wait<S: Service>(listener: BorrowedFd<'_>, chat: &Chat<S>, tick: Duration) ->
     let mut read = FdSet::new();
     let mut write = FdSet::new();
     let mut except = FdSet::new();
-    read.insert(listener);
+    read.insert(listener.as_raw_fd());
     for (id, socket) in chat.sockets() {
+        let fd = socket.as_raw_fd();
         if chat.wants_read(id) {
-            read.insert(socket);
+            read.insert(fd);
         }
-        except.insert(socket);
+        except.insert(fd);
         if chat.wants_write(id) {
-            write.insert(socket);
+            write.insert(fd);
         }
     }
     let mut timeout = select::timeout_ms(i64::try_from(tick.as_millis()).unwrap_or(i64::MAX));
     select::select(Some(&mut read), Some(&mut write), Some(&mut except), Some(&mut timeout))?;
-    let ready_in = |set: &FdSet<'_>| -> Vec<ClientId> {
+    let ready_in = |set: &FdSet| -> Vec<ClientId> {
         chat.sockets()
-            .filter(|&(_, socket)| set.contains(socket))
+            .filter(|&(_, socket)| set.contains(socket.as_raw_fd()))
             .map(|(id, _)| id)
             .collect()
     };
     Ok(Ready {
-        listener: read.contains(listener),
+        listener: read.contains(listener.as_raw_fd()),
         readable: ready_in(&read),
         writable: ready_in(&write),
         exceptional: ready_in(&except),
