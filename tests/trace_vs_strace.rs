@@ -166,6 +166,7 @@ fn our_lines_by_thread(json: &str) -> BTreeMap<u32, Vec<String>> {
 fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
     let mut threads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
+    let mut restarted: BTreeMap<u32, String> = BTreeMap::new();
     for raw in log.lines() {
         let Some((tid, rest)) = raw.split_once(' ') else {
             continue;
@@ -184,12 +185,22 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
         } else {
             rest.to_string()
         };
-        // The Rust runtime's check of stdio at start-up is not ours; and a call strace shows
-        // as `= ? ERESTARTSYS` was interrupted by a stop of strace's own and restarted by the
-        // kernel without the program seeing it: its real return is the next line.
-        if whole.starts_with("poll([{fd=0, events=0}") || whole.contains(" = ? ERESTART") {
+        // The Rust runtime's check of stdio at start-up is not ours.
+        if whole.starts_with("poll([{fd=0, events=0}") {
             continue;
         }
+        // A call strace shows as `= ? ERESTARTSYS` was interrupted by a stop of strace's own
+        // and restarted by the kernel without the program seeing it: its real return is the
+        // next line. That line shows the arguments of the restart (a pselect6 restarts with
+        // the time that was left), the program's call is the first: keep its arguments.
+        if let Some((call, _)) = whole.split_once(" = ? ERESTART") {
+            restarted.insert(tid, call.to_string());
+            continue;
+        }
+        let whole = match (restarted.remove(&tid), whole.rsplit_once(" = ")) {
+            (Some(call), Some((_, ret))) => format!("{call} = {ret}"),
+            _ => whole,
+        };
         threads.entry(tid).or_default().push(normalise(&whole));
     }
     threads
