@@ -3,14 +3,21 @@
 //!
 //! Each event loop's file (`tests/chat_select.rs`, `chat_poll.rs`, `chat_epoll.rs`,
 //! `chat_epoll_et.rs`) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
-//! every test below: the same room must behave the same under every loop. That includes
-//! urgent (MSG_OOB) data:
+//! every test below and in [`flow`] (flow control under load, seed 003's client, the echo
+//! service's backpressure): the same room must behave the same under every loop. That
+//! includes urgent (MSG_OOB) data:
 //! select sees it in the exceptional set and drops the sender, so poll and epoll loops must
 //! watch POLLPRI / EPOLLPRI and do the same.
 //!
 //! Every wait is bounded ([`WAIT`]), every server and peer process is killed by its own PID
 //! when its guard is dropped, everything is on 127.0.0.1, and nothing is timed.
 #![allow(dead_code)]
+
+pub mod flow;
+// For `chat_suite!`, which names every case as `chat::CASE`; not every file that uses this
+// module expands it.
+#[allow(unused_imports)]
+pub use flow::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -31,6 +38,11 @@ macro_rules! chat_suite {
         $crate::chat_suite!(
             $mux;
             three_real_peers_hear_each_other,
+            a_flood_reaches_a_reader_whole_and_in_order,
+            two_hundred_clients_say_fifty_lines_each_and_everyone_hears_everything,
+            who_answers_the_asker_in_a_room_of_five_thousand,
+            two_seed_clients_hear_each_other,
+            echo_gives_back_every_byte_of_a_two_way_stream,
             a_line_over_the_limit_is_refused_and_its_sender_stays,
             exit_leaves_and_the_others_are_told,
             end_of_file_leaves_and_the_others_are_told,
