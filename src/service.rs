@@ -86,6 +86,14 @@ pub trait Service {
     /// after end-of-file.
     fn wants_read(&self, id: ClientId) -> bool;
 
+    /// Whether the loop should try a send now even though the client's last one met EAGAIN.
+    /// The kernel reports a socket writable again only once a third of its send buffer is
+    /// free, so a client that reads only a trickle shows its progress to a send, not to the
+    /// wait: a service about to drop a client for not reading asks for one more try first.
+    fn retry_send(&self, _id: ClientId) -> bool {
+        false
+    }
+
     /// Does the work the events so far made possible, then appends to `into` each client whose
     /// output or read interest may have changed since the last call, each once.
     fn changed(&mut self, into: &mut Vec<ClientId>);

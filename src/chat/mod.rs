@@ -38,9 +38,11 @@
 //!   and the room goes at its pace.
 //! - **A grace for clients that stopped reading.** A client whose outbox stays above the
 //!   high-water mark with nothing written to it for the grace ([`GRACE`] unless
-//!   [`Options::grace`] says otherwise; `socklab chat-server --grace SECONDS`) has stopped
-//!   reading: it is dropped ("stopped reading"), so it holds the room up for no longer than
-//!   that. (Redis's client-output-buffer-limit drops a client held above a soft limit for N
+//!   [`Options::grace`] says otherwise; `socklab chat-server --grace SECONDS`), and to which
+//!   one more send then takes nothing, has stopped reading: it is dropped ("stopped
+//!   reading"), so it holds the room up for no longer than that. (The one more send: the
+//!   kernel reports a socket writable again only once a third of its send buffer is free, so
+//!   a reader of a trickle shows its progress to a send, not to the wait.) (Redis's client-output-buffer-limit drops a client held above a soft limit for N
 //!   seconds; here, above the mark with no progress for N seconds.)
 //! - **A hard limit.** Notices (joins, leaves, a `/who` reply) are queued even while the room
 //!   consumes no lines. An outbox that would pass [`HARD_LIMIT`] is dropped at once ("too far
@@ -95,6 +97,10 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// with 40 ms to spare for scheduling delays.
 pub const QUIET: Duration = Duration::from_millis(60);
 
+/// After the grace, how long the one more send has before the verdict: it is tried in the same
+/// wake, so any time will do; a millisecond.
+const PROBE: Duration = Duration::from_millis(1);
+
 /// Longest nickname: short enough to read at the start of every line.
 pub const MAX_NICK: usize = 16;
 
@@ -137,6 +143,8 @@ struct Client {
     /// When the loop last wrote to it, or when it went over the high-water mark.
     progress: Instant,
     stall_armed: bool,
+    /// The grace passed with no progress: one more send is tried before it is dropped.
+    probing: bool,
     /// When its last bytes arrived.
     arrived: Instant,
     quiet_armed: bool,
@@ -505,6 +513,12 @@ impl Room {
                 let due = client.progress + grace;
                 if due > now {
                     Some(due) // it made progress: a grace from then
+                } else if !client.probing {
+                    // Writability comes back only once a third of the kernel's send buffer is
+                    // free: a reader of a trickle may be reading. One send will tell.
+                    client.probing = true;
+                    self.people.mark(timer.id);
+                    Some(now + PROBE)
                 } else {
                     self.leave(timer.id, CloseReason::StoppedReading);
                     None
@@ -542,6 +556,7 @@ impl Service for Room {
             over: false,
             progress: now,
             stall_armed: false,
+            probing: false,
             arrived: now,
             quiet_armed: false,
             quiet_due: false,
@@ -617,6 +632,7 @@ impl Service for Room {
         };
         client.outbox.advance(n);
         client.progress = now;
+        client.probing = false;
         if client.over && client.outbox.len() < LOW_WATER {
             client.over = false;
             self.people.over -= 1;
@@ -625,6 +641,10 @@ impl Service for Room {
 
     fn wants_read(&self, id: ClientId) -> bool {
         self.people.get(id).is_some_and(|c| !c.inbox.is_full())
+    }
+
+    fn retry_send(&self, id: ClientId) -> bool {
+        self.people.get(id).is_some_and(|c| c.probing)
     }
 
     fn changed(&mut self, into: &mut Vec<ClientId>) {

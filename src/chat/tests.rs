@@ -303,6 +303,9 @@ fn a_flood_pauses_above_the_high_water_mark_and_nobody_loses_a_line() {
     room.tick(start + grace / 2);
     assert!(closes(&mut room).is_empty());
     room.tick(start + grace);
+    assert!(closes(&mut room).is_empty(), "one more send first");
+    assert!(changed(&mut room).contains(&never) && room.retry_send(never));
+    room.tick(start + grace + Duration::from_millis(1)); // and it took nothing
     assert_eq!(closes(&mut room), [(never, CloseReason::StoppedReading)]);
     let resumed = heard.len();
     heard.push_str(&read(&mut room, reader));
@@ -330,6 +333,26 @@ fn a_flood_pauses_above_the_high_water_mark_and_nobody_loses_a_line() {
     let expected: Vec<&str> = lines.iter().map(|line| line.trim_end()).collect();
     assert!(said == expected, "the reader heard every line of the flood, in order");
     assert!(heard.contains("* 127.0.0.1:40003 left (stopped reading)\n"));
+}
+
+#[test]
+fn a_reader_of_a_trickle_shows_progress_to_one_more_send_and_stays() {
+    let grace = Duration::from_secs(2);
+    let mut room = room_with(2, Options { grace });
+    let start = Instant::now();
+    room.tick(start);
+    let line = format!("{}\n", "s".repeat(500));
+    while room.people.over == 0 {
+        arrive(&mut room, 1, line.as_bytes());
+    }
+    // Nothing written for the whole grace (the kernel never said writable): one more send is
+    // asked for, and it takes a little.
+    room.tick(start + grace);
+    assert!(room.retry_send(2));
+    room.wrote(2, 10);
+    assert!(!room.retry_send(2));
+    room.tick(start + grace + Duration::from_millis(1));
+    assert!(closes(&mut room).is_empty(), "it reads: it stays");
 }
 
 #[test]

@@ -377,7 +377,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
                 let Some(slot) = self.clients.get(id).filter(|slot| slot.socket.is_some()) else {
                     continue;
                 };
-                if !slot.blocked {
+                if !slot.blocked || self.service.retry_send(id) {
                     self.send(id);
                 }
                 self.update_interest(id);
