@@ -53,6 +53,7 @@ macro_rules! chat_suite {
             the_chat_client_leaves_at_end_of_input,
             the_chat_client_says_when_the_server_goes,
             running_out_of_descriptors_turns_newcomers_away,
+            with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning,
         );
     };
     ($mux:literal; $($case:ident),+ $(,)?) => {
@@ -661,6 +662,53 @@ pub fn the_chat_client_says_when_the_server_goes(mux: &str) {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("the server closed the connection"), "{stderr}");
+}
+
+/// With no descriptor left even for the spare (RLIMIT_NOFILE at the first free number), a
+/// newcomer cannot be accepted at all: accept4 fails with EMFILE, and the loop stops accepting
+/// for a tenth of a second before it tries again, instead of spinning on a listener that stays
+/// readable. Counted in the server's own trace (`tests/trace_vs_strace.rs` holds it to strace's):
+/// a spin would make thousands of accept4 calls in the second watched, the pause about ten.
+pub fn with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning(mux: &str) {
+    util::require("python3");
+    // stdio, the listener, and epoll's own instance: the limit leaves nothing after them.
+    let limit = if mux.starts_with("epoll") { 5 } else { 4 };
+    let trace = std::env::temp_dir().join(format!("socklab-no-spare-{mux}-{}.json", std::process::id()));
+    let wrapper = format!(
+        "import os, resource\n\
+         fd = os.open({trace:?}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n\
+         os.dup2(fd, 1)\n\
+         os.close(fd)\n\
+         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, hard))\n\
+         program = {program:?}\n\
+         os.execv(program, [program, 'chat-server', '--mux', {mux:?}, '--port', '0', '--trace', 'json'])\n",
+        trace = trace.display().to_string(),
+        program = socklab().display().to_string()
+    );
+    let mut command = Command::new("python3");
+    command.args(["-c", &wrapper]);
+    let mut server = Server::start_command(command);
+    let newcomer = TcpStream::connect(("127.0.0.1", server.port)).expect("connecting");
+    std::thread::sleep(Duration::from_secs(1)); // the second watched
+    server.assert_alive();
+    server.kill();
+    drop(newcomer);
+    let json = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    let accepts = json.lines().filter(|l| l.contains("\"line\":\"accept4(")).count();
+    let refused = json
+        .lines()
+        .filter(|l| l.contains("\"line\":\"accept4(") && l.contains("EMFILE"))
+        .count();
+    assert!(
+        refused >= 2,
+        "accept4 was tried again after its pause: {accepts} calls\n{json}"
+    );
+    assert!(
+        accepts <= 50,
+        "{accepts} accept4 calls in a second: the loop spins on the listener"
+    );
 }
 
 /// With RLIMIT_NOFILE lowered to a handful, newcomers past the limit are accepted into the
