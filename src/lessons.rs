@@ -6,9 +6,10 @@
 //! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
 //! lesson table says what the table says.
 
-use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+/// Lessons import it from here, with the rest of their harness.
+pub use crate::context::Context;
 use crate::trace;
 
 /// One row of the curriculum.
@@ -266,28 +267,6 @@ pub fn parse(words: &[String], default_port: u16) -> Result<Args, String> {
 
 /// What a lesson's `run` returns: an error ends the program with a one-line message.
 pub type Outcome = Result<(), Box<dyn std::error::Error>>;
-
-/// Adds what was being done to an error: `bind 127.0.0.1:7000: EADDRINUSE: Address already in use`.
-pub trait Context<T> {
-    /// # Errors
-    /// The original error with `what` in front.
-    fn context(self, what: impl Display) -> Result<T, String>;
-}
-
-impl<T, E: Display + 'static> Context<T> for Result<T, E> {
-    fn context(self, what: impl Display) -> Result<T, String> {
-        self.map_err(|e| {
-            // nix says "EAGAIN: Try again"; say what strace and glibc say.
-            match (&e as &dyn std::any::Any).downcast_ref::<nix::errno::Errno>() {
-                Some(errno) => format!(
-                    "{what}: {}",
-                    crate::trace::render::error(*errno).trim_start_matches("-1 ")
-                ),
-                None => format!("{what}: {e}"),
-            }
-        })
-    }
-}
 
 /// A lesson's descriptor numbers are part of what it teaches ("3 is the lowest free one"), so
 /// it starts as a program does from a fresh terminal: with 0, 1 and 2 only. Shells, editors and

@@ -86,6 +86,15 @@ fn an_unknown_mux_is_a_one_line_error_that_lists_the_choices() {
 }
 
 #[test]
+fn a_grace_that_is_not_a_time_is_a_one_line_error() {
+    for grace in ["soon", "0", "-1"] {
+        let (code, stderr) = run_socklab(&["chat-server", "--grace", grace]);
+        assert_eq!(code, Some(2), "--grace {grace}");
+        assert!(stderr.contains(&format!("--grace {grace:?} is not")), "{stderr}");
+    }
+}
+
+#[test]
 fn a_port_that_is_taken_is_a_one_line_error() {
     let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a port to hold");
     let port = holder.local_addr().expect("its address").port().to_string();

@@ -3,8 +3,8 @@
 //! trace printed, with the same arguments and results, in the same order.
 //!
 //! Values that differ between the two views by nature are normalised on both sides: pointer
-//! addresses, and pselect6's `left {…}` (glibc hands back a timeval, so microseconds). Our
-//! trace folds identical calls in a row into one record with `"repeat": N`; here it stands for
+//! addresses. (pselect6's `left {…}` is not: socklab makes that call itself, as glibc does, and
+//! prints the kernel's own nanoseconds.) Our trace folds identical calls in a row into one record with `"repeat": N`; here it stands for
 //! the N calls again. Left out of strace's side, and nothing else:
 //! - the trace's own writes to stdout and stderr (the demo's records to its collector);
 //! - on a thread, everything between a stage's begin and end markers (`write(1,
@@ -154,14 +154,9 @@ fn compare_with_strace(lesson: u8, threads: usize) {
 }
 
 /// Whitespace runs become one space (strace pads `=` to a column counted from its pid
-/// prefix); pointers and remaining times become words.
+/// prefix); pointers become a word.
 fn normalise(line: &str) -> String {
-    let mut line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(at) = line.find("left {") {
-        if let Some(len) = line[at..].find('}') {
-            line.replace_range(at..at + len + 1, "left {…}");
-        }
-    }
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out = String::new();
     let mut rest = line.as_str();
     while let Some(at) = rest.find("0x") {
@@ -224,6 +219,7 @@ fn our_lines_by_thread(json: &str) -> BTreeMap<u32, Vec<String>> {
 fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
     let mut threads: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
+    let mut restarted: BTreeMap<u32, String> = BTreeMap::new();
     for raw in log.lines() {
         let Some((tid, rest)) = raw.split_once(' ') else {
             continue;
@@ -242,12 +238,22 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
         } else {
             rest.to_string()
         };
-        // The Rust runtime's check of stdio at start-up is not ours; and a call strace shows
-        // as `= ? ERESTARTSYS` was interrupted by a stop of strace's own and restarted by the
-        // kernel without the program seeing it: its real return is the next line.
-        if whole.starts_with("poll([{fd=0, events=0}") || whole.contains(" = ? ERESTART") {
+        // The Rust runtime's check of stdio at start-up is not ours.
+        if whole.starts_with("poll([{fd=0, events=0}") {
             continue;
         }
+        // A call strace shows as `= ? ERESTARTSYS` was interrupted by a stop of strace's own
+        // and restarted by the kernel without the program seeing it: its real return is the
+        // next line. That line shows the arguments of the restart (a pselect6 restarts with
+        // the time that was left), the program's call is the first: keep its arguments.
+        if let Some((call, _)) = whole.split_once(" = ? ERESTART") {
+            restarted.insert(tid, call.to_string());
+            continue;
+        }
+        let whole = match (restarted.remove(&tid), whole.rsplit_once(" = ")) {
+            (Some(call), Some((_, ret))) => format!("{call} = {ret}"),
+            _ => whole,
+        };
         threads.entry(tid).or_default().push(normalise(&whole));
     }
     threads

@@ -20,10 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::sys::select::FdSet;
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType};
 use nix::sys::time::{TimeVal, TimeValLike};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
+use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
 
 /// Listing 15 connects to port 25 (SMTP, which needs root to serve); 2525 is its usual stand-in.
@@ -92,8 +92,8 @@ fn run(args: Args) -> Outcome {
 // What select does to its arguments, shown before and after every call.
 
 /// `[3 4]`: the descriptors in a set, as strace prints a bit-set.
-fn members(set: &FdSet<'_>) -> String {
-    let fds: Vec<String> = set.fds(None).map(|fd| fd.as_raw_fd().to_string()).collect();
+fn members(set: &FdSet) -> String {
+    let fds: Vec<String> = set.fds().map(|fd| fd.to_string()).collect();
     format!("[{}]", fds.join(" "))
 }
 
@@ -103,14 +103,14 @@ fn show_timeval(tv: &TimeVal) -> String {
 }
 
 /// Builds a read set of `watched`, calls select, and returns the descriptors that came back
-/// ready. The set lives only inside this function: it borrows the descriptors, and the caller
-/// may close some of them once it knows which are ready (never while walking the set).
+/// ready. The set is a bitmap of numbers, as in C; the caller may close some of the descriptors
+/// once it knows which are ready (never while walking the set).
 fn wait_readable(watched: &[BorrowedFd<'_>], timeout: &mut TimeVal, note: Option<&str>) -> Result<Vec<RawFd>, String> {
     let mut readfds = FdSet::new();
     for fd in watched {
-        readfds.insert(*fd);
+        readfds.insert(fd.as_raw_fd());
     }
-    let highest = readfds.highest().map_or(-1, |fd| fd.as_raw_fd());
+    let highest = readfds.highest().unwrap_or(-1);
     trace::say(format!(
         "before: readfds={} timeout={}; nfds = highest fd {highest} + 1 = {}",
         members(&readfds),
@@ -132,7 +132,7 @@ fn wait_readable(watched: &[BorrowedFd<'_>], timeout: &mut TimeVal, note: Option
     } else {
         trace::measured(left);
     }
-    Ok(readfds.fds(None).map(|fd| fd.as_raw_fd()).collect())
+    Ok(readfds.fds().collect())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag};
-use nix::sys::select::FdSet;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
+use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
 
 /// The seed's server listens on 33333.
@@ -125,14 +125,14 @@ fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) ->
             trace::say(format!("all {accepted} clients came and went; the demo's server stops"));
             return Ok(());
         }
-        // The set borrows every descriptor in it, so it lives only in this block: we collect
-        // the ready numbers, let the set go, and only then accept or drop clients. (Changing
-        // the client list while the set still borrows it does not compile in Rust.)
+        // Never change the client list while walking the set: we collect the ready numbers,
+        // let the set go, and only then accept or drop clients (a client closed mid-walk could
+        // see its number handed to a newcomer, which the rest of the walk would take for it).
         let ready: Vec<RawFd> = {
             let mut readfds = FdSet::new();
-            readfds.insert(listener.as_fd());
+            readfds.insert(listener.as_raw_fd());
             for client in &clients {
-                readfds.insert(client.sock.as_fd());
+                readfds.insert(client.sock.as_raw_fd());
             }
             // Re-armed every round: select leaves only what was left of it.
             let mut timeout = TimeVal::seconds(IDLE_SECS);
@@ -144,7 +144,7 @@ fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) ->
             if n == 0 {
                 trace::say(format!("nothing happened for {IDLE_SECS} s; still waiting"));
             }
-            readfds.fds(None).map(|fd| fd.as_raw_fd()).collect()
+            readfds.fds().collect()
         };
         for fd in ready {
             if fd == listener.as_raw_fd() {

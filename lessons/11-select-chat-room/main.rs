@@ -1,9 +1,10 @@
 //! Lesson 11: the select chat room, seed 003's `Server` and `Client` done with system calls.
 //!
-//! The server is the room of `src/chat` driven by the select loop of `src/serve/select.rs`:
-//! every time round it builds three fd_sets (read: the listener and every client; write: only
-//! the clients whose output queue is not empty; except: every client), calls select, and then
-//! accepts, receives until `EAGAIN`, sends what waits, and closes whoever left. The client is
+//! The server is the room of `src/chat` driven by the select backend of `src/serve/select.rs`
+//! (and the driver all the loops share): every time round it copies three master fd_sets
+//! (read: the listener and every client; write: only the clients whose last send met EAGAIN;
+//! except: every client), calls select, and then receives once from each ready client, sends at
+//! once what the room queued, accepts, and closes whoever left. The client is
 //! `src/serve/client.rs`: one select watches the keyboard and the socket, where the seed ran
 //! two threads.
 //!
@@ -37,12 +38,12 @@ use socklab::{sys, trace};
 const DEMO_CLOCK: &str = "12:00:00";
 /// The seed's `g_select_timeout = 10`: select wakes after 10 s even if nothing happened.
 const TICK: Duration = Duration::from_secs(10);
-/// The demo's 17 selects, and room to spare: a bound, should the room never empty.
+/// The demo's 9 selects, and room to spare: a bound, should the room never empty.
 const DEMO_MAX_SELECTS: u64 = 100;
 /// `server` mode runs until Ctrl-C, or this many selects.
 const SERVER_MAX_SELECTS: u64 = 10_000_000;
 /// The seed's `self.__buffer_size = 1024` was too small for a line and its stamp; 4096 is the
-/// room's own read size.
+/// room's inbox, the most it reads from a client at once.
 const RECV_SIZE: usize = 4096;
 /// How long the demo waits for a screen to show a line, or a client to end.
 const PATIENCE: Duration = Duration::from_secs(10);

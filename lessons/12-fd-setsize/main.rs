@@ -262,8 +262,8 @@ fn serve_one(
 
 /// Waits with select for the listener to be readable, through its copy on 1023.
 fn select_on_the_last_bit(last: &OwnedFd, wait_ms: u16) -> Result<(), String> {
-    let mut readable = FdSet::new();
-    readable.insert(last.as_fd());
+    let mut readable = select::FdSet::with_room(select::SETSIZE);
+    readable.insert(last.as_raw_fd());
     let mut timeout = select::timeout_ms(i64::from(wait_ms));
     trace::explain("1023 is the listener's copy: nfds = 1023 + 1 = 1024, every bit of the fd_set in use");
     let ready = select::select(Some(&mut readable), None, None, Some(&mut timeout)).context("select")?;

@@ -24,7 +24,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use socklab::chat::{self, Room};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
-use socklab::serve::{self, Options, epoll::Trigger};
+use socklab::serve::{self, Options};
 use socklab::sys::epoll::{self as ep, EPOLL_FLAGS};
 use socklab::sys::{self, Errno};
 use socklab::trace::{self, render};
@@ -62,12 +62,7 @@ fn run(args: Args) -> Outcome {
                 args.host,
                 args.port
             ));
-            serve::epoll::serve(
-                &listener,
-                Room::new(chat::utc_clock),
-                &Options::default(),
-                Trigger::Level,
-            )?;
+            serve::epoll::serve(&listener, Room::new(chat::utc_clock), &Options::default())?;
             sys::close(listener).context("close")?;
             Ok(())
         }

@@ -28,7 +28,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 use socklab::chat::{self, Room};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
-use socklab::serve::{self, Options, epoll::Trigger};
+use socklab::serve::{self, Options};
 use socklab::sys::epoll::{self as ep, EPOLL_FLAGS};
 use socklab::sys::{self, Errno};
 use socklab::trace::{self, render};
@@ -72,12 +72,7 @@ fn run(args: Args) -> Outcome {
                 args.host,
                 args.port
             ));
-            serve::epoll::serve(
-                &listener,
-                Room::new(chat::utc_clock),
-                &Options::default(),
-                Trigger::Edge,
-            )?;
+            serve::epoll_et::serve(&listener, Room::new(chat::utc_clock), &Options::default())?;
             sys::close(listener).context("close")?;
             Ok(())
         }

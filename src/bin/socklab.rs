@@ -2,20 +2,21 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 use socklab::chat::{self, Room};
 use socklab::lessons::LESSONS;
 use socklab::serve::echo::{self, Echo};
-use socklab::serve::epoll::Trigger;
 use socklab::serve::{self, Options, Service, client::Ending};
 use socklab::trace::{self, Mode};
 
 const HELP: &str = "usage:
   socklab lessons      list the lessons (run one with `make lesson-N`)
-  socklab chat-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
+  socklab chat-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE] [--grace SECONDS]
                        the chat room (seed 003's Server) on 127.0.0.1:33333 unless told otherwise;
                        the trace goes to stdout, human unless --trace or SOCKLAB_TRACE say
-                       otherwise; Ctrl-C stops it
+                       otherwise; Ctrl-C stops it. --grace: how long a client far behind may
+                       make no progress before it is dropped as not reading (default 5)
   socklab echo-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
                        each client's bytes back to it, on 127.0.0.1:33334 unless told otherwise
   socklab chat-client [--port P] [--host ADDR] [--trace MODE]
@@ -55,8 +56,8 @@ impl Mux {
         match self {
             Mux::Select => serve::select::serve(listener, service, &options)?,
             Mux::Poll => serve::poll::serve(listener, service, &options)?,
-            Mux::Epoll => serve::epoll::serve(listener, service, &options, Trigger::Level)?,
-            Mux::EpollEdge => serve::epoll::serve(listener, service, &options, Trigger::Edge)?,
+            Mux::Epoll => serve::epoll::serve(listener, service, &options)?,
+            Mux::EpollEdge => serve::epoll_et::serve(listener, service, &options)?,
         };
         Ok(())
     }
@@ -78,6 +79,8 @@ struct Settings {
     port: u16,
     host: IpAddr,
     trace: Option<Mode>,
+    /// The chat room's grace for a client that stopped reading.
+    grace: Duration,
 }
 
 /// How a command failed: a bad argument (exit status 2) or a failed run (exit status 1).
@@ -140,6 +143,7 @@ fn parse(words: &[String], allowed: &[&str]) -> Result<Settings, Failure> {
         port: serve::DEFAULT_PORT,
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         trace: None,
+        grace: chat::GRACE,
     };
     let mut words = words.iter();
     while let Some(flag) = words.next() {
@@ -159,6 +163,13 @@ fn parse(words: &[String], allowed: &[&str]) -> Result<Settings, Failure> {
             "--port" => settings.port = value.parse().map_err(|_| bad("a port number (0 to 65535)"))?,
             "--bind" | "--host" => settings.host = value.parse().map_err(|_| bad("an IP address"))?,
             "--mux" => settings.mux = Mux::parse(value).map_err(Failure::Usage)?,
+            "--grace" => {
+                let seconds: f64 = value.parse().map_err(|_| bad("a number of seconds"))?;
+                settings.grace = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|grace| !grace.is_zero())
+                    .ok_or_else(|| bad("a number of seconds above 0"))?;
+            }
             _ => settings.trace = Some(value.parse().map_err(Failure::Usage)?),
         }
     }
@@ -167,14 +178,17 @@ fn parse(words: &[String], allowed: &[&str]) -> Result<Settings, Failure> {
 
 /// `socklab chat-server`: binds, says where on stderr, and serves until killed.
 fn chat_server(words: &[String]) -> Result<(), Failure> {
-    let settings = parse(words, &["--mux", "--port", "--bind", "--trace"])?;
+    let settings = parse(words, &["--mux", "--port", "--bind", "--trace", "--grace"])?;
     let listener = bind(
         "chat-server",
         "the room",
         &settings,
         "try `socklab chat-client {host}--port {port}` or `nc {ip} {port}`",
     )?;
-    settings.mux.serve(&listener, Room::new(chat::utc_clock))?;
+    let options = chat::Options { grace: settings.grace };
+    settings
+        .mux
+        .serve(&listener, Room::with_options(chat::utc_clock, options))?;
     Ok(())
 }
 

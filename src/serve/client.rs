@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::sys::select::FdSet;
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType};
 
 use crate::chat::MAX_LINE;
-use crate::lessons::Context;
-use crate::sys::{self, Errno, select};
+use crate::context::Context;
+use crate::sys::select::{self, FdSet};
+use crate::sys::{self, Errno};
 use crate::trace;
 
 /// After leaving, how long to wait for the server to close its side before giving up on it.
@@ -142,16 +142,16 @@ fn wait(
     }
     loop {
         let mut read = FdSet::new();
-        read.insert(socket);
+        read.insert(socket.as_raw_fd());
         if let Some(input) = input {
-            read.insert(input);
+            read.insert(input.as_raw_fd());
         }
         let mut time_left = timeout.map(|t| select::timeout_ms(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
         match select::select(Some(&mut read), None, None, time_left.as_mut()) {
             Ok(0) => return Ok(None),
             Ok(_) => {
-                let input_ready = input.is_some_and(|fd| read.contains(fd));
-                return Ok(Some((input_ready, read.contains(socket))));
+                let input_ready = input.is_some_and(|fd| read.contains(fd.as_raw_fd()));
+                return Ok(Some((input_ready, read.contains(socket.as_raw_fd()))));
             }
             Err(Errno::EINTR) => continue, // a signal (a resized terminal, say): ask again
             Err(error) => return Err(format!("select: {error}")),

@@ -1,56 +1,94 @@
-//! Event loops that drive the chat room: they own the sockets and move the bytes; the room
-//! ([`crate::chat`]) decides what the bytes mean.
+//! Event loops that drive a [`Service`] (the chat room, the echo service): one driver over four
+//! small backends, in mio's shape.
 //!
-//! - `select`: the room on select(2), as seed 003's `Server.run` does it (lesson 11);
-//! - `poll`: the room on poll(2): one array of {fd, events}, no FD_SETSIZE limit (lesson 13);
-//! - `epoll`: the room on epoll(7), level- or edge-triggered (lessons 14 and 15);
-//! - `echo`: the echo service, each client's bytes back to it, for any of those loops;
-//! - `client`: the chat client, which watches stdin and its socket with one select.
+//! - `select`, `poll`, `epoll`, `epoll_et`: the backends, one short file each. A backend only
+//!   watches descriptors and waits: [`Backend::register`], [`Backend::reregister`],
+//!   [`Backend::deregister`], and [`Backend::wait`], which returns (token, readiness) pairs;
+//! - `driver` (private): everything the four share (below);
+//! - `echo`: the echo service; `client`: the chat client, which watches stdin and its socket
+//!   with one select.
 //!
-//! Every loop does the same four things, so they live here for poll and epoll to share:
-//! [`listen`] makes a non-blocking listener; [`Chat::accept`] takes the connections that wait;
-//! [`Chat::read`] hands a client's bytes to the room; [`Chat::flush`] writes what the room
-//! queued for a client. A loop only decides *when* each of them is worth calling.
+//! Each backend's `serve(listener, service, &options)` runs a service on a listener made by
+//! [`listen`]. A client's token is its descriptor number: unique while it is connected, and
+//! the number a learner sees in the trace.
 //!
-//! What a loop drives is a [`Service`]: the chat [`Room`], or [`echo::Echo`]. Neither touches a
-//! socket, so every loop can serve either.
+//! # What the driver does, the same for every backend
 //!
-//! A client's id in the room is its descriptor number: unique while the client is connected,
-//! and the number a learner sees in the trace. The kernel reuses a number once it is closed,
-//! and so may the room ([`crate::chat::ClientId`]).
+//! One wake: wait (at most [`Options::tick`], less if the service has a deadline); read the
+//! clock once, only if the service keeps time, and let its timers fire; then, for each ready
+//! client in the order the backend reported them:
+//!
+//! - urgent data (select's exceptional set, POLLPRI, EPOLLPRI): the client is dropped, since no
+//!   service here uses it;
+//! - hang-up or error: read first, so bytes that came before it are delivered and recv says
+//!   what happened (0, ECONNRESET), then close;
+//! - readable: **one recv** per client per wake, into the buffer the service lends (none lent:
+//!   the service pushes back, the bytes wait in the kernel). Level-triggered, the kernel reports
+//!   the socket again if more is left. Edge-triggered, a recv that filled the buffer may have
+//!   left more, so the client is owed a read and the next wait has timeout 0 (carry-over); a
+//!   shorter recv is proof enough that the input is exhausted (epoll(7)), and so is EAGAIN;
+//! - writable: only a client whose last send met EAGAIN is waiting for it: send again.
+//!
+//! Then accepts, last, so a number closed in this wake and handed out again by accept4 is never
+//! taken for the old client; at most [`ACCEPTS_PER_WAKE`] (edge-triggered, a listener that
+//! still has arrivals is carried over like a client). Then the service does the work the wake
+//! made possible and names the clients that changed: their output is sent **at once**
+//! (optimistic send; writability is asked for only after a send met EAGAIN or was short), and
+//! their read interest is told to a level-triggered backend when it changed. That is the same
+//! number of system calls per echoed message as a plain C loop of the same kind.
+//!
+//! Work per wake is proportional to what is ready: no walk over every client (only select's
+//! and poll's own walk inside the kernel, and over the ready bits or entries they return), no
+//! allocation per event, and a trace that is off reads no clock and takes no lock.
+//!
+//! Accept errors, each on purpose: `ECONNABORTED` (the client gave up first) and the network
+//! errors accept(2) says to treat like `EAGAIN`: next. `EMFILE`/`ENFILE`: the spare descriptor
+//! is given back to accept the newcomer and turn it away politely, then taken again. `ENOBUFS`,
+//! `ENOMEM` (or EMFILE with no spare): stop accepting for [`ACCEPT_RETRY`]; the connections
+//! wait in the backlog. `EINTR`: again.
+
+mod driver;
 
 pub mod client;
 pub mod echo;
 pub mod epoll;
+pub mod epoll_et;
 pub mod poll;
 pub mod select;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ops::BitOr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt};
+use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, SockaddrStorage, sockopt};
 
-use crate::chat::{ClientId, CloseReason, Room};
-use crate::lessons::Context;
-use crate::sys::{self, Errno};
-use crate::trace;
+use crate::context::Context;
+pub use crate::service::Service;
+use crate::sys;
 
 /// The seed's port: `Server(host, port=33333)`.
 pub const DEFAULT_PORT: u16 = 33333;
 
-/// Finished handshakes the kernel may hold for us between two accepts: a room can see a
-/// burst of arrivals, and the seed's `listen(10)` would turn the eleventh away.
+/// The listen backlog: how many finished handshakes the kernel holds for us between accepts.
+/// A room can see a burst of arrivals; the seed's `listen(10)` would hold only 10. When the
+/// queue is full, Linux drops the client's final ACK (or SYN) rather than refusing it, and the
+/// client retransmits, 1 s later, then 3 s...; nobody is refused unless
+/// `net.ipv4.tcp_abort_on_overflow` is set ([listen(2)](https://man7.org/linux/man-pages/man2/listen.2.html),
+/// [tcp(7)](https://man7.org/linux/man-pages/man7/tcp.7.html)).
 pub const BACKLOG: i32 = 128;
 
-/// Bytes asked for in one recv: a few full chat lines.
-const READ_SIZE: usize = 4096;
+/// At most this many accepts per wake: a whole backlog's worth, so one wake empties the queue
+/// (and the notices a burst of arrivals causes go out in one send per client), yet a burst
+/// cannot keep the loop from the clients already inside for more than that many accepts (Redis
+/// takes up to 1000). A level-triggered listener is reported again; an edge-triggered one is
+/// carried over.
+pub const ACCEPTS_PER_WAKE: usize = BACKLOG as usize;
 
-/// At most this many accepts, recvs or sends for one socket per wake-up, so a client that
-/// sends without pause (or a flood of arrivals) cannot keep the loop from everyone else.
-/// A level-triggered loop simply comes back for the rest; see [`Progress`].
-pub const CALLS_PER_WAKE: usize = 16;
+/// How long accepting stops after the kernel ran out of memory or descriptors for a new socket:
+/// at once would spin on the same failure; a tenth of a second is soon for a client whose
+/// handshake is done and waits in the backlog.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// When a loop stops. The command line runs until Ctrl-C; tests and demos set a bound.
 #[derive(Clone, Debug)]
@@ -59,7 +97,7 @@ pub struct Options {
     pub tick: Duration,
     /// Stop after this many waits.
     pub max_iterations: Option<u64>,
-    /// Stop once the room is empty again after at least one client came and went.
+    /// Stop once every client has left again, after at least one came.
     pub until_empty: bool,
 }
 
@@ -73,14 +111,6 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Whether a loop that has waited `iterations` times should stop now.
-    pub fn done<S: Service>(&self, iterations: u64, chat: &Chat<S>) -> bool {
-        self.max_iterations.is_some_and(|most| iterations >= most)
-            || (self.until_empty && chat.served() > 0 && chat.is_empty())
-    }
-}
-
 /// What a loop did, for a demo to report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -90,14 +120,121 @@ pub struct Summary {
     pub served: u64,
 }
 
-/// Whether a call went as far as the kernel's `EAGAIN`.
+/// What a descriptor is watched for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+    /// Urgent (out-of-band) data: select's exceptional set, POLLPRI, EPOLLPRI.
+    pub urgent: bool,
+}
+
+impl Interest {
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+        urgent: false,
+    };
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+        urgent: false,
+    };
+    pub const READ_URGENT: Interest = Interest {
+        read: true,
+        write: false,
+        urgent: true,
+    };
+    pub const ALL: Interest = Interest {
+        read: true,
+        write: true,
+        urgent: true,
+    };
+}
+
+/// What a wait found ready on a descriptor: a set of the bits below.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness(u8);
+
+impl Readiness {
+    pub const READABLE: Readiness = Readiness(1);
+    pub const WRITABLE: Readiness = Readiness(2);
+    pub const ERROR: Readiness = Readiness(4);
+    pub const HANG_UP: Readiness = Readiness(8);
+    /// The peer shut down its sending side (POLLRDHUP, EPOLLRDHUP): a read returns the rest, then 0.
+    pub const READ_HANG_UP: Readiness = Readiness(16);
+    pub const URGENT: Readiness = Readiness(32);
+
+    pub fn contains(self, other: Readiness) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn intersects(self, other: Readiness) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `bit` if `on`, else nothing: for building a readiness from a kernel's flags.
+    pub fn when(on: bool, bit: Readiness) -> Readiness {
+        if on { bit } else { Readiness(0) }
+    }
+}
+
+impl BitOr for Readiness {
+    type Output = Readiness;
+    fn bitor(self, other: Readiness) -> Readiness {
+        Readiness(self.0 | other.0)
+    }
+}
+
+/// One ready descriptor, named by the token it was registered with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// Nothing is left to do until the descriptor is ready again.
-    Drained,
-    /// It stopped at [`CALLS_PER_WAKE`] with work left. A level-triggered wait reports the
-    /// descriptor again; an edge-triggered loop must call again itself.
-    More,
+pub struct Event {
+    pub token: usize,
+    pub readiness: Readiness,
+}
+
+/// A way to wait for many descriptors: it watches and waits, and the driver does the rest.
+pub trait Backend {
+    /// The system call a wait makes, for error messages.
+    const NAME: &'static str;
+
+    /// Starts watching `fd` for `interest`; its events carry `token`.
+    ///
+    /// # Errors
+    /// Why the descriptor cannot be watched, in words to tell its client (select: past
+    /// FD_SETSIZE; epoll: `ENOMEM`, `ENOSPC`).
+    fn register(&mut self, fd: BorrowedFd<'_>, token: usize, interest: Interest) -> Result<(), String>;
+
+    /// Watches `fd` for `interest` from now on.
+    ///
+    /// # Errors
+    /// The kernel's refusal (epoll_ctl).
+    fn reregister(&mut self, fd: BorrowedFd<'_>, token: usize, interest: Interest) -> nix::Result<()>;
+
+    /// Stops watching `fd`; called before it is closed.
+    ///
+    /// # Errors
+    /// The kernel's refusal (epoll_ctl).
+    fn deregister(&mut self, fd: BorrowedFd<'_>, token: usize) -> nix::Result<()>;
+
+    /// Waits at most `timeout` and appends what is ready to `events`.
+    ///
+    /// # Errors
+    /// `EINTR` (a signal: wait again), or the wait's own failure.
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Duration) -> nix::Result<()>;
+
+    /// Whether readiness is reported once per change (epoll's EPOLLET) rather than on every
+    /// wait while it holds: then the driver must remember what it has not finished.
+    fn edge_triggered(&self) -> bool {
+        false
+    }
+
+    /// Closes what the backend itself holds (epoll's instance).
+    fn close(self);
 }
 
 /// `socket`, `setsockopt(SO_REUSEADDR)`, `bind`, `listen`: a non-blocking listener, so that an
@@ -137,282 +274,13 @@ fn inet_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     }
 }
 
-/// What a loop serves, with no I/O in it: events in ([`Service::join`], [`Service::received`],
-/// [`Service::eof`], [`Service::failed`], [`Service::wrote`]), bytes to send
-/// ([`Service::pending`]) and clients to close ([`Service::take_closes`]) out. The chat
-/// [`Room`] is one; [`echo::Echo`] is another.
-pub trait Service {
-    /// A client connected from `peer`.
-    fn join(&mut self, id: ClientId, peer: SocketAddr);
-    /// Bytes arrived from a client.
-    fn received(&mut self, id: ClientId, bytes: &[u8]);
-    /// The client closed its side (recv returned 0).
-    fn eof(&mut self, id: ClientId);
-    /// The client's socket failed, or the loop saw trouble on it.
-    fn failed(&mut self, id: ClientId);
-    /// The loop wrote the first `n` bytes of [`Service::pending`].
-    fn wrote(&mut self, id: ClientId, n: usize);
-    /// The bytes waiting to be written to the client, oldest first.
-    fn pending(&self, id: ClientId) -> &[u8];
-    /// Whether the loop should watch the client for input (the room: always).
-    fn wants_read(&self, _id: ClientId) -> bool {
-        true
-    }
-    /// Whether input from one client can queue output for others, as the room's broadcast
-    /// does. When false, a loop need only look at the clients it handled for new output.
-    fn queues_for_others(&self) -> bool {
-        true
-    }
-    /// The clients to close now, each once, with the reason.
-    fn take_closes(&mut self) -> Vec<(ClientId, CloseReason)>;
+/// A client's address as accept4 gave it (0.0.0.0:0 if it was neither IPv4 nor IPv6).
+fn peer_addr(addr: &SockaddrStorage) -> SocketAddr {
+    inet_addr(addr).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
-impl Service for Room {
-    fn join(&mut self, id: ClientId, peer: SocketAddr) {
-        Room::join(self, id, peer);
-    }
-    fn received(&mut self, id: ClientId, bytes: &[u8]) {
-        Room::received(self, id, bytes);
-    }
-    fn eof(&mut self, id: ClientId) {
-        Room::eof(self, id);
-    }
-    fn failed(&mut self, id: ClientId) {
-        Room::failed(self, id);
-    }
-    fn wrote(&mut self, id: ClientId, n: usize) {
-        Room::wrote(self, id, n);
-    }
-    fn pending(&self, id: ClientId) -> &[u8] {
-        Room::pending(self, id)
-    }
-    fn take_closes(&mut self) -> Vec<(ClientId, CloseReason)> {
-        Room::take_closes(self)
-    }
-}
-
-/// The room (or another [`Service`]) and the sockets of the people in it. Every method leaves
-/// the two in step: when the room lets a client go, its socket is closed before the method
-/// returns, or, after [`Chat::keep_departed`], handed to the loop to close.
-pub struct Chat<S: Service = Room> {
-    room: S,
-    sockets: BTreeMap<ClientId, OwnedFd>,
-    served: u64,
-    /// A descriptor held in reserve (a dup of the listener). When accept4 fails with EMFILE
-    /// the connection stays queued and the listener stays readable, so a loop would wake for
-    /// it forever; closing the spare frees one slot to accept it and turn it away politely.
-    spare: Option<OwnedFd>,
-    /// Sockets the room let go, still open, when the loop closes them itself (epoll).
-    departed: Option<Vec<(ClientId, OwnedFd)>>,
-}
-
-/// A client's id: its descriptor number.
-fn id_of(socket: &OwnedFd) -> ClientId {
-    socket.as_raw_fd() as ClientId
-}
-
-impl<S: Service> Chat<S> {
-    pub fn new(room: S) -> Chat<S> {
-        Chat {
-            room,
-            sockets: BTreeMap::new(),
-            served: 0,
-            spare: None,
-            departed: None,
-        }
-    }
-
-    /// From now on a departing client's socket is not closed here but kept, open, until the
-    /// loop takes it with [`Chat::take_departed`]: epoll removes it from its interest list
-    /// first. Kept open, its number cannot be handed out again by accept4 in the meantime.
-    pub fn keep_departed(&mut self) {
-        self.departed.get_or_insert_with(Vec::new);
-    }
-
-    /// The sockets of the clients that left since the last call, for the loop to close.
-    pub fn take_departed(&mut self) -> Vec<(ClientId, OwnedFd)> {
-        self.departed.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Every connected client and its socket, in id order.
-    pub fn sockets(&self) -> impl Iterator<Item = (ClientId, BorrowedFd<'_>)> {
-        self.sockets.iter().map(|(&id, socket)| (id, socket.as_fd()))
-    }
-
-    /// Whether one client's input can queue output for others ([`Service::queues_for_others`]).
-    pub fn queues_for_others(&self) -> bool {
-        self.room.queues_for_others()
-    }
-
-    /// One client's socket, if it is still connected.
-    pub fn socket(&self, id: ClientId) -> Option<BorrowedFd<'_>> {
-        self.sockets.get(&id).map(|socket| socket.as_fd())
-    }
-
-    /// True only while output waits for the client: the only time to ask for writability.
-    pub fn wants_write(&self, id: ClientId) -> bool {
-        !self.room.pending(id).is_empty()
-    }
-
-    /// False once the service reads nothing more from the client (echo, after end-of-file,
-    /// while it sends the rest): a loop stops asking for readability then.
-    pub fn wants_read(&self, id: ClientId) -> bool {
-        self.room.wants_read(id)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
-    }
-
-    /// How many clients have been let in so far.
-    pub fn served(&self) -> u64 {
-        self.served
-    }
-
-    /// The listener is readable: accept4 until `EAGAIN`. Each new socket is non-blocking from
-    /// birth (`SOCK_NONBLOCK`; Linux does not copy O_NONBLOCK from the listener) and must pass
-    /// `admit`, else it is told why and closed (select cannot watch descriptor 1024 or above).
-    pub fn accept(&mut self, listener: impl AsFd, admit: impl Fn(BorrowedFd<'_>) -> Result<(), String>) -> Progress {
-        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-        if self.spare.is_none() {
-            trace::explain("a spare descriptor, kept so that running out of descriptors (EMFILE) can be handled");
-            self.spare = sys::dup(&listener).ok();
-        }
-        for _ in 0..CALLS_PER_WAKE {
-            let (socket, peer) = match sys::accept4(&listener, flags) {
-                Ok(accepted) => accepted,
-                Err(Errno::EAGAIN) => return Progress::Drained,
-                // The client gave up between its handshake and our accept, or a signal came.
-                Err(Errno::ECONNABORTED | Errno::EINTR) => continue,
-                Err(Errno::EMFILE | Errno::ENFILE) if self.spare.is_some() => {
-                    self.turn_away_with_spare(&listener);
-                    continue;
-                }
-                Err(error) => {
-                    trace::say(format!("accept4 failed ({error}); the connection waits in the backlog"));
-                    return Progress::Drained;
-                }
-            };
-            let peer = inet_addr(&peer).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            if let Err(reason) = admit(socket.as_fd()) {
-                refuse(socket, peer, &reason);
-                continue;
-            }
-            let id = id_of(&socket);
-            trace::say(format!("{peer} is client {id} (its descriptor number)"));
-            self.sockets.insert(id, socket);
-            self.served += 1;
-            self.room.join(id, peer);
-            self.close_departed();
-        }
-        Progress::More
-    }
-
-    /// Out of descriptors: give the spare back, accept the waiting client into its slot, tell
-    /// it why it cannot stay, close it, and take a spare again. Everyone inside is unaffected.
-    fn turn_away_with_spare(&mut self, listener: impl AsFd) {
-        if let Some(spare) = self.spare.take() {
-            let _ = sys::close(spare);
-        }
-        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-        if let Ok((socket, peer)) = sys::accept4(&listener, flags) {
-            let peer = inet_addr(&peer).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            refuse(socket, peer, "the server has no descriptors left; try again later");
-        }
-        self.spare = sys::dup(&listener).ok();
-    }
-
-    /// The client's socket is readable: recv until `EAGAIN`, handing every byte to the room.
-    /// 0 bytes is end-of-file; an error (`ECONNRESET`: the peer reset) is a failed client.
-    pub fn read(&mut self, id: ClientId) -> Progress {
-        let mut buf = [0u8; READ_SIZE];
-        for _ in 0..CALLS_PER_WAKE {
-            let Some(socket) = self.sockets.get(&id) else {
-                return Progress::Drained; // it left while we read
-            };
-            match sys::recv(socket, &mut buf, MsgFlags::empty()) {
-                Ok(0) => {
-                    // End-of-file is final: nothing more will come, so this is as drained as
-                    // EAGAIN (and an edge-triggered loop must not come back for more).
-                    self.room.eof(id);
-                    self.close_departed();
-                    return Progress::Drained;
-                }
-                Ok(n) => self.room.received(id, &buf[..n]),
-                Err(Errno::EAGAIN) => return Progress::Drained,
-                Err(Errno::EINTR) => continue,
-                Err(_) => self.room.failed(id),
-            }
-            self.close_departed();
-        }
-        Progress::More
-    }
-
-    /// The client's socket is writable: send what the room holds for it until the queue is
-    /// empty or the kernel's send buffer is full (`EAGAIN`: wait until writable again).
-    /// `MSG_NOSIGNAL`: a peer that has gone gives `EPIPE`, not a SIGPIPE that kills the server.
-    pub fn flush(&mut self, id: ClientId) -> Progress {
-        for _ in 0..CALLS_PER_WAKE {
-            let Some(socket) = self.sockets.get(&id) else {
-                return Progress::Drained;
-            };
-            let pending = self.room.pending(id);
-            if pending.is_empty() {
-                return Progress::Drained;
-            }
-            match sys::send(socket, pending, MsgFlags::MSG_NOSIGNAL) {
-                Ok(n) => self.room.wrote(id, n),
-                Err(Errno::EAGAIN) => return Progress::Drained,
-                Err(Errno::EINTR) => continue,
-                Err(_) => self.room.failed(id),
-            }
-            self.close_departed();
-        }
-        Progress::More
-    }
-
-    /// The loop saw trouble on the client's socket that no recv or send reported: it goes.
-    pub fn fail(&mut self, id: ClientId, why: &str) {
-        if self.sockets.contains_key(&id) {
-            trace::say(format!("client {id}: {why}"));
-            self.room.failed(id);
-            self.close_departed();
-        }
-    }
-
-    /// Closes every client's socket: the loop is stopping. Queued output is lost.
-    pub fn close_all(&mut self) {
-        for (_, socket) in std::mem::take(&mut self.sockets)
-            .into_iter()
-            .chain(self.take_departed())
-        {
-            let _ = sys::close(socket);
-        }
-        if let Some(spare) = self.spare.take() {
-            let _ = sys::close(spare);
-        }
-    }
-
-    /// Closes the sockets of the clients the room has let go.
-    fn close_departed(&mut self) {
-        for (id, why) in self.room.take_closes() {
-            if let Some(socket) = self.sockets.remove(&id) {
-                trace::say(format!("client {id} goes: {why}"));
-                match &mut self.departed {
-                    Some(departed) => departed.push((id, socket)),
-                    None => {
-                        let _ = sys::close(socket);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Tells a client it cannot be served, in one best-effort line, and closes it.
-fn refuse(socket: OwnedFd, peer: SocketAddr, reason: &str) {
-    trace::say(format!("refusing {peer}: {reason}"));
-    let line = format!("! sorry, the server cannot take you: {reason}\n");
-    let _ = sys::send(&socket, line.as_bytes(), MsgFlags::MSG_NOSIGNAL);
-    let _ = sys::close(socket);
+/// Milliseconds for poll and epoll_wait, rounded up: a deadline 0.3 ms away must not become
+/// a timeout of 0, which would spin until it passes.
+fn millis(timeout: Duration) -> i32 {
+    i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
 }

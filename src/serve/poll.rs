@@ -1,129 +1,143 @@
-//! The chat room (or any [`Service`]) on poll(2): one array of `{fd, events}` entries, and
-//! the kernel writes what happened into each entry's `revents`.
+//! The poll(2) backend: one array of `struct pollfd {fd, events, revents}`, kept from one call
+//! to the next, as a C loop keeps it.
 //!
-//! One iteration:
-//! 1. build the array afresh: the listener with POLLIN; every client with POLLIN|POLLPRI
-//!    (POLLPRI: urgent data, which select reports in its exceptional set), plus POLLOUT only
-//!    while output waits for it. C programs keep one array and park an unused slot with
-//!    fd = -1, which poll skips; nix's `PollFd` holds a `BorrowedFd` and cannot be -1
-//!    (nix#2254), so we rebuild. It costs little next to the call itself: the whole array
-//!    crosses into the kernel on every poll, and the kernel checks every entry, ready or not;
-//! 2. poll, with the timeout given again (poll does not rewrite it, unlike select);
-//! 3. copy each client's `revents` out and let the array go (it borrows the sockets);
-//! 4. act: trouble first, then reads, then writes, and accepts last, so a number that a close
-//!    freed this round and accept4 handed out again is never taken for the old client.
+//! - register appends an entry, and an index (descriptor number -> slot) finds it again;
+//!   reregister changes its `events`; deregister moves the last entry into its slot
+//!   (swap-remove), so the array has no holes and never shifts;
+//! - each entry asks for POLLIN (while the service reads the client), POLLPRI (urgent data,
+//!   which select reports in its exceptional set), and POLLOUT only while a send waits;
+//! - the kernel writes what happened into each entry's `revents`; the driver gets the entries
+//!   that have some, found by one pass over the array that stops once it has them all.
 //!
 //! There is no FD_SETSIZE here: an entry names its descriptor as a plain int, so descriptor
 //! 1024 and beyond are as good as 3. The limits left are RLIMIT_NOFILE (poll fails with
-//! `EINVAL` if the array is longer) and the cost of passing the whole array every time.
+//! `EINVAL` if the array is longer) and the cost of passing the whole array every time: the
+//! kernel checks every entry, ready or not.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-
-use super::{Chat, Options, Progress, Service, Summary};
-use crate::chat::ClientId;
-use crate::sys::{self, Errno};
+use super::{Backend, Event, Interest, Options, Readiness, Service, Summary, millis};
+use crate::sys;
 use crate::trace;
 
-/// Runs the room (or any [`Service`]) on `listener` (non-blocking, listening: see
-/// [`super::listen`]) until `options` says stop. Every client socket is closed on the way out;
-/// the listener is the caller's.
+/// Runs `service` on `listener` (non-blocking, listening: see [`super::listen`]) until
+/// `options` says stop. Every client socket is closed on the way out; the listener is the
+/// caller's.
 ///
 /// # Errors
-/// A poll that fails other than with `EINTR` (a signal: ask again).
-pub fn serve<S: Service>(listener: impl AsFd, room: S, options: &Options) -> Result<Summary, String> {
-    let listener = listener.as_fd();
-    let mut chat = Chat::new(room);
-    let mut iterations = 0;
-    while !options.done(iterations, &chat) {
-        iterations += 1;
-        if iterations == 1 {
+/// A poll that fails other than with `EINTR`.
+pub fn serve<S: Service>(listener: impl AsFd, service: S, options: &Options) -> Result<Summary, String> {
+    super::driver::run(Poll::new(), listener.as_fd(), service, options)
+}
+
+/// Not in the array.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The array the kernel reads, and where each descriptor's entry is in it.
+#[derive(Default)]
+pub struct Poll {
+    entries: Vec<libc::pollfd>,
+    /// By descriptor number.
+    slot_of: Vec<u32>,
+    explained: bool,
+}
+
+impl Poll {
+    pub fn new() -> Poll {
+        Poll::default()
+    }
+
+    fn slot(&self, fd: BorrowedFd<'_>) -> Option<usize> {
+        let slot = *self.slot_of.get(fd.as_raw_fd() as usize)?;
+        (slot != NO_SLOT).then_some(slot as usize)
+    }
+}
+
+fn events(interest: Interest) -> i16 {
+    let mut events = 0;
+    if interest.read {
+        events |= libc::POLLIN;
+    }
+    if interest.write {
+        events |= libc::POLLOUT;
+    }
+    if interest.urgent {
+        events |= libc::POLLPRI;
+    }
+    events
+}
+
+fn readiness(revents: i16) -> Readiness {
+    let has = |bit: i16| revents & bit != 0;
+    Readiness::when(has(libc::POLLIN), Readiness::READABLE)
+        | Readiness::when(has(libc::POLLOUT), Readiness::WRITABLE)
+        | Readiness::when(has(libc::POLLPRI), Readiness::URGENT)
+        | Readiness::when(has(libc::POLLHUP), Readiness::HANG_UP)
+        | Readiness::when(has(libc::POLLRDHUP), Readiness::READ_HANG_UP)
+        // POLLNVAL: not an open descriptor, that is, one the loop closed and still asked about:
+        // a bug in the loop, never the peer's doing. The client goes rather than spin.
+        | Readiness::when(has(libc::POLLERR | libc::POLLNVAL), Readiness::ERROR)
+}
+
+impl Backend for Poll {
+    const NAME: &'static str = "poll";
+
+    fn register(&mut self, fd: BorrowedFd<'_>, _token: usize, interest: Interest) -> Result<(), String> {
+        let number = fd.as_raw_fd() as usize;
+        if self.slot_of.len() <= number {
+            self.slot_of.resize(number + 1, NO_SLOT);
+        }
+        self.slot_of[number] = self.entries.len() as u32;
+        self.entries.push(libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: events(interest),
+            revents: 0,
+        });
+        Ok(())
+    }
+
+    fn reregister(&mut self, fd: BorrowedFd<'_>, _token: usize, interest: Interest) -> nix::Result<()> {
+        if let Some(slot) = self.slot(fd) {
+            self.entries[slot].events = events(interest);
+        }
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: BorrowedFd<'_>, _token: usize) -> nix::Result<()> {
+        let Some(slot) = self.slot(fd) else {
+            return Ok(());
+        };
+        self.entries.swap_remove(slot);
+        if let Some(moved) = self.entries.get(slot) {
+            self.slot_of[moved.fd as usize] = slot as u32;
+        }
+        self.slot_of[fd.as_raw_fd() as usize] = NO_SLOT;
+        Ok(())
+    }
+
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Duration) -> nix::Result<()> {
+        if !std::mem::replace(&mut self.explained, true) {
             trace::explain(
                 "the whole array goes in every time: POLLIN for the listener and clients, \
-                 POLLPRI for urgent data, POLLOUT only where output waits",
+                 POLLPRI for urgent data, POLLOUT only where a send met EAGAIN",
             );
         }
-        let ready = match wait(listener, &chat, options.tick) {
-            Ok(ready) => ready,
-            Err(Errno::EINTR) => continue, // poll is never restarted after a signal: ask again
-            Err(error) => {
-                chat.close_all();
-                return Err(format!("poll: {error}"));
+        let mut ready = sys::poll::poll_raw(&mut self.entries, millis(timeout))?;
+        for entry in &self.entries {
+            if ready == 0 {
+                break;
             }
-        };
-        for &(id, revents) in &ready.clients {
-            if revents.contains(PollFlags::POLLNVAL) {
-                // Not a descriptor: we closed it and still asked about it. That is a bug in
-                // this loop, never the peer's doing; drop the client rather than spin on it.
-                chat.fail(id, "POLLNVAL: not an open descriptor (a bug in the loop)");
-            } else if revents.contains(PollFlags::POLLPRI) {
-                chat.fail(id, "POLLPRI: urgent (out-of-band) data, which the chat does not use");
-            } else if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
-                // Read first: recv says what happened (0 for end-of-file, ECONNRESET, ...), and
-                // any bytes that came before it are still delivered. If recv found nothing to
-                // report, the hang-up or error itself ends the client.
-                if chat.read(id) == Progress::Drained {
-                    chat.fail(id, "POLLHUP or POLLERR: the connection is finished");
-                }
+            if entry.revents != 0 {
+                ready -= 1;
+                events.push(Event {
+                    token: entry.fd as usize,
+                    readiness: readiness(entry.revents),
+                });
             }
         }
-        for &(id, revents) in &ready.clients {
-            if revents.contains(PollFlags::POLLIN) {
-                chat.read(id);
-            }
-        }
-        for &(id, revents) in &ready.clients {
-            if revents.contains(PollFlags::POLLOUT) {
-                chat.flush(id);
-            }
-        }
-        if ready.listener {
-            chat.accept(listener, |_| Ok(()));
-        }
+        Ok(())
     }
-    chat.close_all();
-    Ok(Summary {
-        iterations,
-        served: chat.served(),
-    })
-}
 
-/// What one poll found, copied out of the array.
-struct Ready {
-    listener: bool,
-    /// Each client whose entry came back with some `revents`, in array order.
-    clients: Vec<(ClientId, PollFlags)>,
-}
-
-/// Builds the array, waits at most `tick`, and says which descriptors are ready.
-fn wait<S: Service>(listener: BorrowedFd<'_>, chat: &Chat<S>, tick: Duration) -> nix::Result<Ready> {
-    let mut ids = Vec::new();
-    let mut fds = vec![PollFd::new(listener, PollFlags::POLLIN)];
-    for (id, socket) in chat.sockets() {
-        let mut events = PollFlags::POLLPRI;
-        if chat.wants_read(id) {
-            events |= PollFlags::POLLIN;
-        }
-        if chat.wants_write(id) {
-            events |= PollFlags::POLLOUT;
-        }
-        ids.push(id);
-        fds.push(PollFd::new(socket, events));
-    }
-    let millis = u16::try_from(tick.as_millis()).unwrap_or(u16::MAX);
-    sys::poll::poll(&mut fds, PollTimeout::from(millis))?;
-    // from_bits_truncate: POLLRDHUP, which nix's PollFlags lacks, is not needed here.
-    let revents = |fd: &PollFd<'_>| PollFlags::from_bits_truncate(sys::poll::raw_revents(fd));
-    let clients = ids
-        .into_iter()
-        .zip(&fds[1..])
-        .map(|(id, fd)| (id, revents(fd)))
-        .filter(|(_, revents)| !revents.is_empty())
-        .collect();
-    Ok(Ready {
-        listener: revents(&fds[0]).intersects(PollFlags::POLLIN | PollFlags::POLLERR),
-        clients,
-    })
+    fn close(self) {}
 }

@@ -1,132 +1,143 @@
-//! The chat room on select(2): three fd_sets built afresh every time round, as seed 003's
-//! `Server.run` passes `inputs`, `outputs` and `inputs` again to `select.select`.
+//! The select(2) backend: three master fd_sets, copied before every call, as a C loop keeps
+//! them; seed 003's `Server.run` passes `inputs`, `outputs` and `inputs` again to `select.select`.
 //!
-//! One iteration:
-//! 1. build the sets: read = the listener and every client (that the service still reads
-//!    from: the echo service stops at end-of-file); write = only the clients with
-//!    output waiting (an idle socket is almost always writable and would wake us for
-//!    nothing); except = every client;
-//! 2. select, with the timeout set again (select rewrites it with the time left);
-//! 3. copy the ready descriptors out and let the sets go (they borrow the sockets, and the
-//!    client list is about to change);
-//! 4. act: exceptional first, then reads, then writes, and accepts last, so a number that a
-//!    close freed this round and accept4 handed out again is never taken for the old client.
+//! - read: the listener and every client the service reads from; write: only clients whose
+//!   last send met EAGAIN (an idle socket is almost always writable, and would wake the loop
+//!   for nothing); except: every client (on TCP, urgent data);
+//! - select rewrites the sets it is given, so it gets copies, and the masters stay as they are;
+//! - the ready descriptors are found by scanning the returned sets word by word, 64 descriptors
+//!   at a time, up to nfds.
+//!
+//! An fd_set is C's 1024-bit `fd_set` here ([`SETSIZE`]): a client whose descriptor is 1024 or
+//! above is told why and turned away (lesson 12), as a C loop built on `FD_SET` must.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use nix::sys::select::FdSet;
+use nix::sys::time::TimeVal;
 
-use super::{Chat, Options, Service, Summary};
-use crate::chat::ClientId;
-use crate::sys::{Errno, select};
+use super::{Backend, Event, Interest, Options, Readiness, Service, Summary};
+use crate::sys::select::{self, FdSet, SETSIZE, bits};
 use crate::trace;
 
-/// Runs the room (or any [`Service`]) on `listener` (non-blocking, listening: see
-/// [`super::listen`]) until `options` says stop. Every client socket is closed on the way out;
-/// the listener is the caller's.
+/// Runs `service` on `listener` (non-blocking, listening: see [`super::listen`]) until
+/// `options` says stop. Every client socket is closed on the way out; the listener is the
+/// caller's.
 ///
 /// # Errors
-/// A select that fails other than with `EINTR` (a signal: ask again), or a listener
-/// select cannot watch.
-pub fn serve<S: Service>(listener: impl AsFd, room: S, options: &Options) -> Result<Summary, String> {
-    let listener = listener.as_fd();
-    if !select::fits(listener) {
-        return Err(format!(
-            "the listener is descriptor {}: select can only watch 0 to {}",
-            listener.as_raw_fd(),
-            select::SETSIZE - 1
-        ));
-    }
-    let mut chat = Chat::new(room);
-    let mut iterations = 0;
-    while !options.done(iterations, &chat) {
-        iterations += 1;
-        if iterations == 1 {
-            trace::explain("read: the listener and every client; write: only clients with output waiting");
+/// A select that fails other than with `EINTR`, or a listener select cannot watch.
+pub fn serve<S: Service>(listener: impl AsFd, service: S, options: &Options) -> Result<Summary, String> {
+    super::driver::run(Select::new(), listener.as_fd(), service, options)
+}
+
+/// The master sets, and the copies select rewrites.
+pub struct Select {
+    read: FdSet,
+    write: FdSet,
+    except: FdSet,
+    ready: [FdSet; 3],
+    explained: bool,
+}
+
+impl Select {
+    pub fn new() -> Select {
+        let set = FdSet::with_room(SETSIZE);
+        Select {
+            read: set.clone(),
+            write: set.clone(),
+            except: set.clone(),
+            ready: [set.clone(), set.clone(), set],
+            explained: false,
         }
-        let ready = match wait(listener, &chat, options.tick) {
-            Ok(ready) => ready,
-            Err(Errno::EINTR) => continue, // select is never restarted after a signal: ask again
-            Err(error) => {
-                chat.close_all();
-                return Err(format!("select: {error}"));
+    }
+
+    fn watch(&mut self, fd: i32, interest: Interest) {
+        for (set, on) in [
+            (&mut self.read, interest.read),
+            (&mut self.write, interest.write),
+            (&mut self.except, interest.urgent),
+        ] {
+            if on {
+                set.insert(fd);
+            } else {
+                set.remove(fd);
             }
-        };
-        for id in ready.exceptional {
-            // On a TCP socket the exceptional set means urgent (MSG_OOB) data, not an error:
-            // errors and resets show up as readable. The chat has no urgent data: drop it.
-            chat.fail(
-                id,
-                "in the exceptional set: urgent (out-of-band) data, which the chat does not use",
-            );
-        }
-        for id in ready.readable {
-            chat.read(id);
-        }
-        for id in ready.writable {
-            chat.flush(id);
-        }
-        if ready.listener {
-            chat.accept(listener, admit);
         }
     }
-    chat.close_all();
-    Ok(Summary {
-        iterations,
-        served: chat.served(),
-    })
 }
 
-/// What one select found, copied out of the sets.
-struct Ready {
-    listener: bool,
-    readable: Vec<ClientId>,
-    writable: Vec<ClientId>,
-    exceptional: Vec<ClientId>,
-}
-
-/// Builds the three sets, waits at most `tick`, and says which descriptors are ready.
-fn wait<S: Service>(listener: BorrowedFd<'_>, chat: &Chat<S>, tick: Duration) -> nix::Result<Ready> {
-    let mut read = FdSet::new();
-    let mut write = FdSet::new();
-    let mut except = FdSet::new();
-    read.insert(listener);
-    for (id, socket) in chat.sockets() {
-        if chat.wants_read(id) {
-            read.insert(socket);
-        }
-        except.insert(socket);
-        if chat.wants_write(id) {
-            write.insert(socket);
-        }
+impl Default for Select {
+    fn default() -> Select {
+        Select::new()
     }
-    let mut timeout = select::timeout_ms(i64::try_from(tick.as_millis()).unwrap_or(i64::MAX));
-    select::select(Some(&mut read), Some(&mut write), Some(&mut except), Some(&mut timeout))?;
-    let ready_in = |set: &FdSet<'_>| -> Vec<ClientId> {
-        chat.sockets()
-            .filter(|&(_, socket)| set.contains(socket))
-            .map(|(id, _)| id)
-            .collect()
-    };
-    Ok(Ready {
-        listener: read.contains(listener),
-        readable: ready_in(&read),
-        writable: ready_in(&write),
-        exceptional: ready_in(&except),
-    })
 }
 
-/// Only descriptors 0 to 1023 fit in an fd_set: nix's `FdSet::insert` panics past that, and
-/// C's `FD_SET` writes past the end of the bitmap. Refuse the client instead.
-fn admit(socket: BorrowedFd<'_>) -> Result<(), String> {
-    if select::fits(socket) {
+impl Backend for Select {
+    const NAME: &'static str = "select";
+
+    fn register(&mut self, fd: BorrowedFd<'_>, _token: usize, interest: Interest) -> Result<(), String> {
+        // Only descriptors 0 to 1023 fit in an fd_set: nix's `FdSet::insert` panics past that,
+        // and C's `FD_SET` writes past the end of the bitmap. Refuse the client instead.
+        if !select::fits(fd) {
+            return Err(format!(
+                "descriptor {} is past select's limit of {SETSIZE} (FD_SETSIZE)",
+                fd.as_raw_fd()
+            ));
+        }
+        self.watch(fd.as_raw_fd(), interest);
         Ok(())
-    } else {
-        Err(format!(
-            "descriptor {} is past select's limit of {} (FD_SETSIZE)",
-            socket.as_raw_fd(),
-            select::SETSIZE
-        ))
     }
+
+    fn reregister(&mut self, fd: BorrowedFd<'_>, _token: usize, interest: Interest) -> nix::Result<()> {
+        self.watch(fd.as_raw_fd(), interest);
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: BorrowedFd<'_>, _token: usize) -> nix::Result<()> {
+        self.watch(fd.as_raw_fd(), Interest::NONE);
+        Ok(())
+    }
+
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Duration) -> nix::Result<()> {
+        let [read, write, except] = &mut self.ready;
+        read.clone_from(&self.read);
+        write.clone_from(&self.write);
+        except.clone_from(&self.except);
+        if !std::mem::replace(&mut self.explained, true) {
+            trace::explain("read: the listener and every client; write: only clients whose last send met EAGAIN");
+        }
+        let mut time = TimeVal::new(
+            timeout.as_secs() as libc::time_t,
+            libc::suseconds_t::from(timeout.subsec_micros()),
+        );
+        if select::select(Some(read), Some(write), Some(except), Some(&mut time))? == 0 {
+            return Ok(());
+        }
+        // nfds, as select computed it: the highest watched descriptor plus one.
+        let nfds = [&self.read, &self.write, &self.except]
+            .iter()
+            .filter_map(|set| set.highest())
+            .max()
+            .map_or(0, |fd| fd as usize + 1);
+        let (read, write, except) = (
+            read.words_below(nfds),
+            write.words_below(nfds),
+            except.words_below(nfds),
+        );
+        for index in 0..read.len() {
+            let (r, w, e) = (read[index], write[index], except[index]);
+            for bit in bits(r | w | e) {
+                let mask = 1 << bit;
+                events.push(Event {
+                    token: index * 64 + bit,
+                    readiness: Readiness::when(r & mask != 0, Readiness::READABLE)
+                        | Readiness::when(w & mask != 0, Readiness::WRITABLE)
+                        | Readiness::when(e & mask != 0, Readiness::URGENT),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn close(self) {}
 }

@@ -1,7 +1,6 @@
 //! poll(2): an array of {fd, events}; the kernel fills in revents. No FD_SETSIZE limit.
 
-use std::os::fd::AsRawFd;
-
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::trace::{self, Args, Finish, Piece, Spec, render};
@@ -22,12 +21,24 @@ pub const POLL_FLAGS: &trace::pieces::FlagTable = &[
     (libc::POLLRDHUP as i64, "POLLRDHUP"),
 ];
 
-fn show_events(fds: &[PollFd<'_>]) -> String {
+fn show_events(fds: &[libc::pollfd]) -> String {
     let items: Vec<String> = fds
         .iter()
+        .map(|p| format!("{{fd={}, events={}}}", p.fd, render::flags(p.events as i64, POLL_FLAGS)))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn show_revents(fds: &[libc::pollfd]) -> String {
+    let items: Vec<String> = fds
+        .iter()
+        .filter(|p| p.revents != 0)
         .map(|p| {
-            let events = render::flags(raw_events(p) as i64, POLL_FLAGS);
-            format!("{{fd={}, events={events}}}", p.as_fd_raw())
+            format!(
+                "{{fd={}, revents={}}}",
+                p.fd,
+                render::flags(p.revents as i64, POLL_FLAGS)
+            )
         })
         .collect();
     format!("[{}]", items.join(", "))
@@ -51,34 +62,6 @@ pub fn raw_revents(fd: &PollFd<'_>) -> i16 {
     as_pollfd(fd).revents
 }
 
-fn show_revents(fds: &[PollFd<'_>]) -> String {
-    let items: Vec<String> = fds
-        .iter()
-        .filter_map(|p| {
-            let bits = raw_revents(p);
-            (bits != 0).then(|| {
-                format!(
-                    "{{fd={}, revents={}}}",
-                    p.as_fd_raw(),
-                    render::flags(bits as i64, POLL_FLAGS)
-                )
-            })
-        })
-        .collect();
-    format!("[{}]", items.join(", "))
-}
-
-trait RawNumber {
-    fn as_fd_raw(&self) -> i32;
-}
-
-impl RawNumber for PollFd<'_> {
-    fn as_fd_raw(&self) -> i32 {
-        use std::os::fd::AsFd;
-        self.as_fd().as_raw_fd()
-    }
-}
-
 /// `poll(fds, nfds, timeout)`: waits until one of `fds` is ready or `timeout` passes.
 ///
 /// The whole array crosses into the kernel on every call: cost grows with its length.
@@ -89,12 +72,32 @@ impl RawNumber for PollFd<'_> {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/poll.2.html>
 pub fn poll(fds: &mut [PollFd<'_>], timeout: PollTimeout) -> nix::Result<i32> {
-    let millis = i32::from(timeout);
+    // SAFETY: PollFd is #[repr(transparent)] over libc::pollfd (nix 0.31.3, src/poll.rs), so
+    // this is the same memory seen as pollfd entries; poll writes only their revents.
+    let entries = unsafe { std::slice::from_raw_parts_mut(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len()) };
+    poll_raw(entries, i32::from(timeout))
+}
+
+/// `poll(fds, nfds, timeout)` over C's own `struct pollfd` entries, which a loop can keep from
+/// one call to the next (nix's `PollFd` borrows its descriptor, so an array of them cannot
+/// outlive one call). `timeout` is in milliseconds, -1 for no limit.
+///
+/// # Errors
+/// As [`poll`].
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/poll.2.html>
+pub fn poll_raw(fds: &mut [libc::pollfd], timeout: i32) -> nix::Result<i32> {
     trace::syscall_into(
         &Spec::new("poll"),
         fds,
-        |fds| Args::new().text(show_events(fds)).int(fds.len() as i64).int(millis),
-        |fds| nix::poll::poll(fds, timeout),
+        |fds| Args::new().text(show_events(fds)).int(fds.len() as i64).int(i64::from(timeout)),
+        |fds| {
+            // SAFETY: the pointer and length describe `fds`, a valid slice borrowed mutably
+            // for the call.
+            let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            Errno::result(ret)
+        },
         |fds, result| {
             Finish::with(result, |&ready| {
                 if ready == 0 {

@@ -1,46 +1,150 @@
 //! select(2): three bitmaps of descriptors, rewritten in place with the ready ones.
 //!
-//! glibc turns `select` into the `pselect6` syscall, with the timeval converted to a timespec
-//! and the remaining time converted back afterwards. The trace shows `pselect6` as strace
-//! does; its `left {…}` is the timeval glibc handed back, so the last three digits of
-//! `tv_nsec` are zeros where strace shows the kernel's nanoseconds.
+//! glibc's `select` is the `pselect6` system call on x86_64: it converts the timeval to a
+//! timespec, passes a null signal mask, and converts the time left back afterwards. [`select`]
+//! does the same itself, with `syscall(SYS_pselect6, ...)` on a bitmap of its own ([`FdSet`]):
+//! so the trace prints the kernel's own `left {tv_sec, tv_nsec}`, and a set can be of any
+//! size. The kernel has no FD_SETSIZE: it reads `nfds` bits, however many. Only glibc's
+//! `fd_set` type is 1024 bits, and so is nix's `FdSet` built on it ([`SETSIZE`], [`fits`]).
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use nix::sys::select::{FD_SETSIZE, FdSet};
+use nix::errno::Errno;
 use nix::sys::time::{TimeVal, TimeValLike};
 
 use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
-/// The size of an fd_set in bits: select can watch descriptors 0 to 1023 and no others.
-pub const SETSIZE: usize = FD_SETSIZE;
+/// The size of C's `fd_set` in bits: a loop built on it watches descriptors 0 to 1023 only.
+pub const SETSIZE: usize = libc::FD_SETSIZE;
 
-/// Whether `fd` can go in an fd_set at all. nix's `FdSet::insert` panics past it, and C's
-/// `FD_SET` writes past the end of the bitmap; check first and refuse the descriptor.
+/// Whether `fd` fits in a C `fd_set`. nix's `FdSet::insert` panics past it, and C's `FD_SET`
+/// writes past the end of the bitmap; a loop that uses that size checks first and refuses.
 pub fn fits(fd: impl AsFd) -> bool {
     usize::try_from(fd.as_fd().as_raw_fd()).is_ok_and(|n| n < SETSIZE)
 }
 
-fn members(set: &FdSet<'_>, nfds: i32) -> Vec<RawFd> {
-    if nfds <= 0 {
-        return Vec::new();
-    }
-    set.fds(Some(nfds - 1)).map(|fd| fd.as_raw_fd()).collect()
+/// Bits in one word of a set: the kernel reads an array of `unsigned long`.
+const WORD_BITS: usize = 64;
+// The layout below is the kernel's on LP64 machines (x86_64, aarch64): 64-bit longs.
+const _: () = assert!(std::mem::size_of::<libc::c_ulong>() == 8);
+
+/// A set of descriptors for [`select`]: bit `fd % 64` of word `fd / 64`, as the kernel reads it.
+/// It grows to hold any descriptor it is given; `FdSet::with_room(SETSIZE)` is C's `fd_set`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FdSet {
+    words: Vec<u64>,
 }
 
-fn show_set(set: &Option<&mut FdSet<'_>>, nfds: i32) -> String {
+impl FdSet {
+    /// An empty set.
+    pub fn new() -> FdSet {
+        FdSet::default()
+    }
+
+    /// An empty set with room for descriptors `0..bits` (no allocation when they are inserted).
+    pub fn with_room(bits: usize) -> FdSet {
+        FdSet {
+            words: vec![0; bits.div_ceil(WORD_BITS)],
+        }
+    }
+
+    /// Adds `fd` (a negative number is not a descriptor, and is ignored).
+    pub fn insert(&mut self, fd: RawFd) {
+        let Ok(fd) = usize::try_from(fd) else { return };
+        let word = fd / WORD_BITS;
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (fd % WORD_BITS);
+    }
+
+    /// Takes `fd` out.
+    pub fn remove(&mut self, fd: RawFd) {
+        let Ok(fd) = usize::try_from(fd) else { return };
+        if let Some(word) = self.words.get_mut(fd / WORD_BITS) {
+            *word &= !(1 << (fd % WORD_BITS));
+        }
+    }
+
+    pub fn contains(&self, fd: RawFd) -> bool {
+        usize::try_from(fd).is_ok_and(|fd| {
+            self.words
+                .get(fd / WORD_BITS)
+                .is_some_and(|word| word & (1 << (fd % WORD_BITS)) != 0)
+        })
+    }
+
+    /// Empties the set, keeping its room.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
+    }
+
+    /// The highest descriptor in the set.
+    pub fn highest(&self) -> Option<RawFd> {
+        let (index, word) = self.words.iter().enumerate().rev().find(|(_, word)| **word != 0)?;
+        let bit = WORD_BITS - 1 - word.leading_zeros() as usize;
+        RawFd::try_from(index * WORD_BITS + bit).ok()
+    }
+
+    /// The descriptors in the set, lowest first.
+    pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.words_below(self.words.len() * WORD_BITS)
+            .iter()
+            .enumerate()
+            .flat_map(|(index, &word)| bits(word).map(move |bit| (index * WORD_BITS + bit) as RawFd))
+    }
+
+    /// The words that hold descriptors `0..nfds`: what select scans, word by word.
+    pub fn words_below(&self, nfds: usize) -> &[u64] {
+        &self.words[..nfds.div_ceil(WORD_BITS).min(self.words.len())]
+    }
+
+    /// Grows the set, with zeros, to hold descriptors `0..nfds`: the kernel reads that many bits.
+    fn make_room(&mut self, nfds: usize) {
+        let words = nfds.div_ceil(WORD_BITS);
+        if self.words.len() < words {
+            self.words.resize(words, 0);
+        }
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut libc::c_void {
+        self.words.as_mut_ptr().cast()
+    }
+}
+
+/// The set bits of `word`, lowest first.
+pub fn bits(mut word: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let bit = word.trailing_zeros() as usize;
+            word &= word - 1;
+            bit
+        })
+    })
+}
+
+fn members(set: &FdSet, nfds: i32) -> Vec<RawFd> {
+    set.fds().take_while(|&fd| fd < nfds).collect()
+}
+
+fn show_set(set: &Option<&mut FdSet>, nfds: i32) -> String {
     set.as_ref()
         .map_or_else(|| "NULL".into(), |s| render::fd_list(&members(s, nfds)))
 }
 
-fn highest_plus_one(sets: [&Option<&mut FdSet<'_>>; 3]) -> i32 {
+fn highest_plus_one(sets: [&Option<&mut FdSet>; 3]) -> i32 {
     sets.iter()
-        .filter_map(|s| s.as_ref().and_then(|set| set.highest()).map(|fd| fd.as_raw_fd() + 1))
+        .filter_map(|s| s.as_ref().and_then(|set| set.highest()).map(|fd| fd + 1))
         .max()
         .unwrap_or(0)
 }
 
-/// `select(nfds, readfds, writefds, exceptfds, timeout)`, seen by the kernel as `pselect6`.
+fn set_ptr(set: &mut Option<&mut FdSet>) -> *mut libc::c_void {
+    set.as_mut().map_or(std::ptr::null_mut(), |set| set.as_mut_ptr())
+}
+
+/// `select(nfds, readfds, writefds, exceptfds, timeout)`, made as glibc makes it: the
+/// `pselect6` system call, with the timeout as a timespec and a null signal mask.
 ///
 /// `nfds` is the highest descriptor in any set plus one, computed here as C programs do by
 /// hand. On return each set holds only its ready descriptors and `timeout` the time left:
@@ -51,39 +155,64 @@ fn highest_plus_one(sets: [&Option<&mut FdSet<'_>>; 3]) -> i32 {
 ///
 /// # References
 /// <https://man7.org/linux/man-pages/man2/select.2.html>
-pub fn select<'a, 'fd: 'a>(
-    readfds: Option<&'a mut FdSet<'fd>>,
-    writefds: Option<&'a mut FdSet<'fd>>,
-    exceptfds: Option<&'a mut FdSet<'fd>>,
-    timeout: Option<&'a mut TimeVal>,
+pub fn select(
+    mut readfds: Option<&mut FdSet>,
+    mut writefds: Option<&mut FdSet>,
+    mut exceptfds: Option<&mut FdSet>,
+    timeout: Option<&mut TimeVal>,
 ) -> nix::Result<i32> {
     let nfds = highest_plus_one([&readfds, &writefds, &exceptfds]);
-    let mut sets = (readfds, writefds, exceptfds, timeout);
-    trace::syscall_into(
+    for set in [
+        readfds.as_deref_mut(),
+        writefds.as_deref_mut(),
+        exceptfds.as_deref_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        set.make_room(nfds as usize);
+    }
+    // What glibc does: the microseconds become nanoseconds.
+    let left = timeout.as_ref().map(|t| libc::timespec {
+        tv_sec: t.tv_sec(),
+        tv_nsec: t.tv_usec() * 1000,
+    });
+    let mut call = (readfds, writefds, exceptfds, left);
+    let result = trace::syscall_into(
         &Spec::new("pselect6"),
-        &mut sets,
-        |(readfds, writefds, exceptfds, timeout)| {
-            let time = timeout
+        &mut call,
+        |(readfds, writefds, exceptfds, left)| {
+            let time = left
                 .as_ref()
-                .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec(), t.tv_usec() * 1000));
+                .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec, t.tv_nsec));
             Args::new()
-                .int(nfds)
+                .int(i64::from(nfds))
                 .text(show_set(readfds, nfds))
                 .text(show_set(writefds, nfds))
                 .text(show_set(exceptfds, nfds))
                 .text(time)
                 .text("NULL")
         },
-        |(readfds, writefds, exceptfds, timeout)| {
-            nix::sys::select::select(
-                nfds,
-                readfds.as_deref_mut(),
-                writefds.as_deref_mut(),
-                exceptfds.as_deref_mut(),
-                timeout.as_deref_mut(),
-            )
+        |(readfds, writefds, exceptfds, left)| {
+            let left_ptr = left.as_mut().map_or(std::ptr::null_mut(), |t| t as *mut libc::timespec);
+            // SAFETY: each set pointer is null or points to at least nfds bits of words that
+            // this call borrows mutably (make_room above); the timespec pointer is null or
+            // points to `left`; the sixth argument, the signal mask, is null, as glibc passes
+            // it for select.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_pselect6,
+                    libc::c_long::from(nfds),
+                    set_ptr(readfds),
+                    set_ptr(writefds),
+                    set_ptr(exceptfds),
+                    left_ptr,
+                    std::ptr::null::<libc::c_void>(),
+                )
+            };
+            if ret < 0 { Err(Errno::last()) } else { Ok(ret as i32) }
         },
-        |(readfds, writefds, exceptfds, timeout), result| {
+        |(readfds, writefds, exceptfds, left), result| {
             Finish::with(result, |&ready| {
                 if ready == 0 {
                     return vec![Piece::text("0 (Timeout)")];
@@ -98,22 +227,51 @@ pub fn select<'a, 'fd: 'a>(
                     }
                 }
                 let mut ret = vec![Piece::text(format!("{ready} ({}", parts.join(", ")))];
-                if let Some(t) = timeout {
+                if let Some(t) = left {
                     let separator = if parts.is_empty() { "" } else { ", " };
                     ret.push(Piece::text(format!("{separator}left ")));
                     ret.push(Piece::TimeLeft {
-                        secs: t.tv_sec(),
-                        nanos: t.tv_usec() * 1000,
+                        secs: t.tv_sec,
+                        nanos: t.tv_nsec,
                     });
                 }
                 ret.push(Piece::text(")"));
                 ret
             })
         },
-    )
+    );
+    let left = call.3;
+    // And back, as glibc does: nanoseconds to microseconds.
+    if let (Some(timeout), Some(left)) = (timeout, left) {
+        *timeout = TimeVal::microseconds(left.tv_sec * 1_000_000 + left.tv_nsec / 1000);
+    }
+    result
 }
 
 /// A timeout for [`select`], from milliseconds.
 pub fn timeout_ms(ms: i64) -> TimeVal {
     TimeVal::milliseconds(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_grows_to_any_descriptor_and_lists_them_in_order() {
+        let mut set = FdSet::new();
+        assert_eq!(set.highest(), None);
+        for fd in [3, 64, 2047, 5] {
+            set.insert(fd);
+        }
+        assert_eq!(set.fds().collect::<Vec<_>>(), [3, 5, 64, 2047]);
+        assert_eq!(set.highest(), Some(2047));
+        assert!(set.contains(64) && !set.contains(63) && !set.contains(-1));
+        set.remove(2047);
+        assert_eq!(set.highest(), Some(64));
+        assert_eq!(set.words_below(65).len(), 2, "descriptors 0..65 take two words");
+        set.clear();
+        assert_eq!(set.fds().count(), 0);
+        assert_eq!(FdSet::with_room(SETSIZE).words_below(SETSIZE).len(), 16);
+    }
 }
