@@ -3,8 +3,9 @@
 //! "close sends FIN" is true of the last descriptor of a connected TCP socket and false of a
 //! listener (queued connections are reset), of a connection already reset (nothing is sent),
 //! after shutdown(SHUT_WR) (the FIN went then), of AF_UNIX (the peer reads end-of-file) and of
-//! UDP (nothing is sent). The wrappers in `src/sys` tell this table what they made and saw;
-//! `close` and a read returning 0 ask it which row of the notes table applies.
+//! UDP (nothing is sent). The wrappers in `src/sys` tell this table what they made and saw
+//! (and `strace.rs` tells one table per traced process what strace showed, for `socklab
+//! explain`); `close` and a read returning 0 ask it which row of the notes table applies.
 //!
 //! The table is per process and kept only while tracing is on. A forked child starts with a
 //! copy in which every descriptor is shared (the parent holds the same sockets).
@@ -132,6 +133,23 @@ impl Table {
                 self.fds.remove(&new);
             }
         }
+    }
+
+    /// `fd` was handed to another process (SCM_RIGHTS): that copy shares the socket.
+    pub fn sent(&mut self, fd: RawFd) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            entry.shared = true;
+        }
+    }
+
+    /// close_range(2) closed every descriptor from `first` to `last`.
+    pub fn closed_range(&mut self, first: RawFd, last: RawFd) {
+        self.fds.retain(|fd, _| !(first..=last).contains(fd));
+    }
+
+    /// What `fd` is, if this table knows.
+    pub fn kind(&self, fd: RawFd) -> Option<Kind> {
+        self.fds.get(&fd).map(|e| e.kind)
     }
 
     /// After fork, parent and child hold the same sockets.
