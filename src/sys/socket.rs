@@ -122,8 +122,10 @@ pub fn socketpair(domain: AddressFamily, ty: SockType, flags: SockFlag) -> nix::
             let pair = match result {
                 Ok((a, b)) => {
                     let mut table = context::table();
-                    table.created(raw(a), domain as i32, ty as i32);
-                    table.created(raw(b), domain as i32, ty as i32);
+                    for end in [raw(a), raw(b)] {
+                        table.created(end, domain as i32, ty as i32);
+                        table.connected(end, None);
+                    }
                     Args::new().arg(vec![
                         Piece::text("["),
                         Piece::Fd(raw(a)),

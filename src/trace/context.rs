@@ -31,6 +31,9 @@ pub enum Kind {
     /// Reset, timed out or refused: nothing left to end.
     TcpDead,
     Udp,
+    /// AF_UNIX with no peer yet (made, perhaps bound or listening, or its connect failed).
+    UnixFresh,
+    /// AF_UNIX with a peer: connected, accepted, or one of a socketpair.
     Unix,
 }
 
@@ -52,7 +55,7 @@ impl Table {
         let kind = match (domain, ty & 0xf) {
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_STREAM) => Kind::TcpFresh,
             (libc::AF_INET | libc::AF_INET6, libc::SOCK_DGRAM) => Kind::Udp,
-            (libc::AF_UNIX, _) => Kind::Unix,
+            (libc::AF_UNIX, _) => Kind::UnixFresh,
             _ => {
                 self.fds.remove(&fd);
                 return;
@@ -72,7 +75,7 @@ impl Table {
     pub fn accepted(&mut self, listener: RawFd, fd: RawFd) {
         let kind = match self.fds.get(&listener).map(|e| e.kind) {
             Some(Kind::TcpListener) => Kind::TcpConnected,
-            Some(Kind::Unix) => Kind::Unix,
+            Some(Kind::UnixFresh) => Kind::Unix,
             _ => {
                 self.fds.remove(&fd);
                 return;
@@ -81,10 +84,12 @@ impl Table {
         self.fds.insert(fd, Entry { kind, shared: false });
     }
 
-    /// connect returned on `fd`, with `errno` if it failed.
+    /// connect returned on `fd`, with `errno` if it failed (socketpair's two ends count as
+    /// connected).
     pub fn connected(&mut self, fd: RawFd, errno: Option<Errno>) {
         self.change(fd, |kind| match (kind, errno) {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
+            (Kind::UnixFresh, None) => Kind::Unix,
             (Kind::TcpFresh, Some(Errno::EINPROGRESS)) => Kind::TcpConnecting,
             (Kind::TcpFresh, Some(_)) => Kind::TcpDead,
             (other, _) => other,
@@ -173,6 +178,8 @@ impl Table {
             Kind::TcpListener => "close.listener",
             Kind::Udp => "close.udp",
             Kind::Unix => "close.unix",
+            // No peer to read an end of file.
+            Kind::UnixFresh => "close",
             // Connected or refused: SO_ERROR was never read, so we do not know.
             Kind::TcpConnecting => "close",
         }
@@ -182,7 +189,7 @@ impl Table {
     pub fn end_of_file(&self, fd: RawFd) -> &'static str {
         match self.fds.get(&fd).map(|e| e.kind) {
             Some(Kind::Udp) => "eof.udp",
-            Some(Kind::Unix) => "eof.unix",
+            Some(Kind::Unix | Kind::UnixFresh) => "eof.unix",
             Some(_) => "eof.tcp",
             None => "eof",
         }
@@ -277,10 +284,24 @@ mod tests {
         assert_eq!(table.closed(3), "close.udp");
         table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
         table.created(4, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, None);
+        table.connected(4, None);
         assert_eq!(table.closed(4), "close.unix");
         assert_eq!(table.closed(9), "close", "an unknown (inherited) descriptor");
         assert_eq!(table.closed(3), "close.unix");
         assert_eq!(table.closed(3), "close", "closed already: unknown now");
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, Some(Errno::ENOENT));
+        assert_eq!(table.closed(3), "close", "no peer: nobody reads an end of file");
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.listening(3);
+        table.accepted(3, 4);
+        assert_eq!(
+            table.closed(4),
+            "close.unix",
+            "an accepted AF_UNIX connection has a peer"
+        );
+        assert_eq!(table.closed(3), "close", "a listener has none");
     }
 
     #[test]

@@ -532,6 +532,7 @@ impl Decoder {
                 if ok {
                     for new in numbers_in(arg.get(3).copied().unwrap_or_default()) {
                         table.created(new, family(arg.first()), socket_type(arg.get(1)));
+                        table.connected(new, None);
                     }
                 }
                 "socketpair"
@@ -1153,6 +1154,8 @@ mod tests {
             "connect(3, {sa_family=AF_UNIX, sun_path=\"/run/x\"}, 110) = -1 ECONNREFUSED (Connection refused)",
             "bind(3, {sa_family=AF_UNIX, sun_path=\"/run/x\"}, 110) = 0",
             "close(3) = 0",
+            "socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, [3, 5]) = 0",
+            "close(3) = 0",
             "futex(0x7f0000000000, FUTEX_WAIT_PRIVATE, 2, NULL) = -1 EAGAIN (Resource temporarily unavailable)",
             "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_IP) = 4",
             "listen(4, 5) = 0",
@@ -1174,9 +1177,14 @@ mod tests {
         );
         let closes: Vec<_> = out.iter().filter(|(l, _)| l.contains("close(")).collect();
         assert_eq!(closes[1].1.as_deref(), row("close.tcp-dead"), "after a reset, no FIN");
-        assert_eq!(closes[2].1.as_deref(), row("close.unix"), "AF_UNIX has no FIN");
         assert_eq!(
-            closes[3].1.as_deref(),
+            closes[2].1.as_deref(),
+            None,
+            "its connect failed: no peer to read an end of file"
+        );
+        assert_eq!(closes[3].1.as_deref(), row("close.unix"), "AF_UNIX has no FIN");
+        assert_eq!(
+            closes[4].1.as_deref(),
             row("close.listener"),
             "a listener resets its queue"
         );
