@@ -555,3 +555,28 @@ fn explains_own_failures_are_one_line_each() {
         .args(["explain", "--", "true"]);
     one_line(&run(command, b""), 125, &["ptrace", "not permitted"]);
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    util::require("script");
+    let socklab = chat::socklab();
+    let command = format!("{} explain -- sh -c 'exit 0'", socklab.display());
+    let on_a_terminal = |no_color: Option<&str>| {
+        // script(1) gives the command a terminal; what it printed comes back on our pipe.
+        let mut script = Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]).env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            script.env("NO_COLOR", value);
+        }
+        text(&run(script, b"").stdout)
+    };
+    assert!(on_a_terminal(None).contains("\x1b["), "a terminal gets colour");
+    assert!(!on_a_terminal(Some("1")).contains("\x1b["), "NO_COLOR turns it off");
+    let mut piped = Command::new(&socklab);
+    piped
+        .args(["explain", "--", "sh", "-c", "exit 0"])
+        .env_remove("NO_COLOR");
+    let piped = run(piped, b"");
+    assert!(text(&piped.stdout).contains("exit_group(0)"));
+    assert!(!text(&piped.stdout).contains('\x1b'), "a pipe gets none");
+}
