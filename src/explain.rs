@@ -30,7 +30,7 @@ use crate::trace::strace::{Reader, TAUGHT};
 use crate::trace::{self, Mode};
 
 /// One line of help, for errors.
-pub const USAGE: &str = "usage: socklab explain [--trace human|json|plain] [--all] -- CMD [ARGS...]";
+const USAGE: &str = "usage: socklab explain [--trace human|json|plain] [--all] -- CMD [ARGS...]";
 
 const HELP: &str = "Runs CMD under `strace -f` and prints its system calls as the lessons print theirs: the
 call as strace printed it, who made it (the program's name, numbered from its second thread or
@@ -89,21 +89,8 @@ fn explain(words: &[String]) -> Result<i32, (i32, String)> {
         .open(&fifo.path)
         .map_err(|error| (FAILED, format!("cannot open {}: {error}", fifo.path.display())))?;
 
-    let mut command = Command::new(&strace);
-    command.args(["-f", "-q", "-ttt", "-T", "-o"]).arg(&fifo.path);
-    if !request.all {
-        command.arg("-e").arg(format!("trace={}", TAUGHT.join(",")));
-    }
-    command.arg("--").args(&request.command);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent's.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        })
-    };
     let origin = realtime_ns();
-    let mut child = command
+    let mut child = strace_command(&strace, &fifo.path, &request)
         .spawn()
         .map_err(|error| (FAILED, format!("cannot start strace: {error}")))?;
     // Ctrl-C reaches the whole process group: the command stops, strace reports how, and
@@ -125,6 +112,27 @@ fn explain(words: &[String]) -> Result<i32, (i32, String)> {
         .wait()
         .map_err(|error| (FAILED, format!("waiting for strace: {error}")))?;
     Ok(exit_code(status))
+}
+
+/// `strace -f -q -ttt -T -o FIFO [-e trace=TAUGHT] -- CMD ARGS...`: every process and thread
+/// (`-f`), no attach messages (`-q`), each line's time (`-ttt`) and the time spent in the call
+/// (`-T`), which the trace turns into its times and `[blocked …]`.
+fn strace_command(strace: &Path, fifo: &Path, request: &Request) -> Command {
+    let mut command = Command::new(strace);
+    command.args(["-f", "-q", "-ttt", "-T", "-o"]).arg(fifo);
+    if !request.all {
+        command.arg("-e").arg(format!("trace={}", TAUGHT.join(",")));
+    }
+    command.arg("--").args(&request.command);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            // If socklab dies, strace goes too (and the command is let go untraced).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
+    command
 }
 
 /// The command line, or None when it asks for help.
