@@ -642,8 +642,9 @@ impl Decoder {
         }
     }
 
-    /// A successful exec: the thread runs a new program, with descriptors this table cannot
-    /// vouch for (close-on-exec ones are gone, the rest are no longer what it knew).
+    /// A successful exec: the thread runs a new program. Its close-on-exec descriptors are
+    /// gone and the table never knew which those were, so it starts empty: what the program
+    /// kept gets the plain notes, never one that may be false.
     fn exec(&mut self, tid: i32, path: &str) {
         let program = path
             .trim_matches('"')
@@ -924,7 +925,8 @@ fn pieces(text: &str) -> Vec<Piece> {
             continue;
         }
         let word_start = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
-        if let Some((label, piece, len)) = word_start.then(|| typed(&text[i..])).flatten() {
+        // (`get`: never inside a character, should strace ever print one that is not ASCII.)
+        if let Some((label, piece, len)) = word_start.then(|| text.get(i..).and_then(typed)).flatten() {
             let mut again = String::new();
             render::piece(&piece, render::Form::Verbatim, &mut again);
             let value = i + label;
@@ -1085,6 +1087,11 @@ mod tests {
 
     #[test]
     fn pieces_print_strace_text_back_and_name_what_changes() {
+        assert_eq!(
+            render::pieces(&pieces("é, 0x7ffd9a1c65a0"), Form::Normalised),
+            "é, 0xADDR",
+            "never cut inside a character"
+        );
         let text = r#"3, {sa_family=AF_INET, sin_port=htons(40123), sin_addr=inet_addr("127.0.0.1")}, 0x7ffd9a1c65a0, "htons(1) 0x7ffd9a1c65a0", si_pid=4242, 0x1"#;
         let run = pieces(text);
         assert_eq!(render::pieces(&run, Form::Verbatim), text);
