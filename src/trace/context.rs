@@ -5,8 +5,9 @@
 //! after shutdown(SHUT_WR) (the FIN went then), of AF_UNIX (the peer reads end-of-file; a
 //! listener's file stays) and of UDP (nothing is sent); and a descriptor sent to another
 //! process with SCM_RIGHTS lives on there. The wrappers in `src/sys` tell this table what they
-//! made and saw; `close`, a read returning 0, `connect`, `listen` and a datagram's `sendto`
-//! ask it which row of the notes table applies.
+//! made and saw (and `strace.rs` tells one table per traced process what strace showed, for
+//! `socklab explain`); `close`, a read returning 0, `connect`, `listen` and a datagram's
+//! `sendto` ask it which row of the notes table applies.
 //!
 //! The table is per process and kept only while tracing is on. A forked child starts with a
 //! copy in which every descriptor is shared (the parent holds the same sockets).
@@ -114,7 +115,8 @@ impl Table {
         self.fds.remove(&fd);
     }
 
-    /// connect returned on `fd`, with `errno` if it failed.
+    /// connect returned on `fd`, with `errno` if it failed (socketpair's two ends count as
+    /// connected).
     pub fn connected(&mut self, fd: RawFd, errno: Option<Errno>) {
         self.change(fd, |kind| match (kind, errno) {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
@@ -167,6 +169,23 @@ impl Table {
                 self.fds.remove(&new);
             }
         }
+    }
+
+    /// `fd` was handed to another process (SCM_RIGHTS): that copy shares the socket.
+    pub fn sent(&mut self, fd: RawFd) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            entry.shared = true;
+        }
+    }
+
+    /// close_range(2) closed every descriptor from `first` to `last`.
+    pub fn closed_range(&mut self, first: RawFd, last: RawFd) {
+        self.fds.retain(|fd, _| !(first..=last).contains(fd));
+    }
+
+    /// What `fd` is, if this table knows.
+    pub fn kind(&self, fd: RawFd) -> Option<Kind> {
+        self.fds.get(&fd).map(|e| e.kind)
     }
 
     /// After fork, parent and child hold the same sockets.
@@ -311,6 +330,22 @@ mod tests {
         assert_eq!(table.closed(9), "close", "an unknown (inherited) descriptor");
         assert_eq!(table.closed(3), "close.unix");
         assert_eq!(table.closed(3), "close", "closed already: unknown now");
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, Some(Errno::ENOENT));
+        assert_eq!(
+            table.closed(3),
+            "close.unix-unconnected",
+            "no peer: nobody reads an end of file"
+        );
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.listening(3);
+        table.accepted(3, 4);
+        assert_eq!(
+            table.closed(4),
+            "close.unix",
+            "an accepted AF_UNIX connection has a peer"
+        );
+        assert_eq!(table.closed(3), "close.unix-listener", "a listener has none");
     }
 
     #[test]

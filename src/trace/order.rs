@@ -49,8 +49,10 @@ pub struct Call {
     pub errno: Option<i32>,
     /// The words under it: the lesson's, or a table note the first time it applies.
     pub note: Option<String>,
-    note_key: String,
-    explained: Option<String>,
+    /// The notes row this call's context chose (empty: none).
+    pub(super) note_key: String,
+    /// The lesson's own words for this call.
+    pub(super) explained: Option<String>,
 }
 
 impl Call {
@@ -108,13 +110,24 @@ pub enum Item {
     },
     /// `count` more calls identical to `first`, each right after the other in its thread.
     Repeat { first: Call, count: u64, last_t: u64 },
+    /// A line strace prints that is not a call: a signal arriving (`--- SIGCHLD {…} ---`) or
+    /// a process ending (`+++ exited with 0 +++`). Only `socklab explain` has these.
+    Mark {
+        t: u64,
+        pid: i32,
+        tid: i32,
+        actor: String,
+        text: Vec<Piece>,
+    },
 }
 
 impl Item {
     fn thread(&self) -> Thread {
         match self {
             Item::Whole(call) | Item::Resumed(call) | Item::Repeat { first: call, .. } => (call.pid, call.tid),
-            Item::Unfinished { pid, tid, .. } | Item::Say { pid, tid, .. } => (*pid, *tid),
+            Item::Unfinished { pid, tid, .. } | Item::Say { pid, tid, .. } | Item::Mark { pid, tid, .. } => {
+                (*pid, *tid)
+            }
         }
     }
 }
@@ -280,6 +293,14 @@ impl Order {
                 self.flush_fold(thread, &mut out);
             }
         }
+        out
+    }
+
+    /// Notes and folding for an item whose shape was decided elsewhere (strace's own lines,
+    /// read back by `strace.rs`): what to print now, in order.
+    pub fn shaped(&mut self, item: Item) -> Vec<Item> {
+        let mut out = Vec::new();
+        self.emit(item, &mut out);
         out
     }
 
@@ -534,6 +555,7 @@ mod tests {
                 ),
                 Item::Say { actor, text, .. } => format!("{actor} » {text}"),
                 Item::Repeat { first, count, .. } => format!("{} {} x{count}", first.actor, first.name),
+                Item::Mark { actor, text, .. } => format!("{actor} {}", render::pieces(text, Form::Verbatim)),
             })
             .collect()
     }
