@@ -2,7 +2,9 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
+use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
+use nix::sys::signal::SigSet;
 
 use super::raw;
 use crate::trace::{self, Args, Finish, Piece, Spec, render};
@@ -136,6 +138,64 @@ pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout: EpollTimeout) 
                 Err(_) => Args::new().pointer(events.as_ptr()),
             };
             Finish::of(result).args(ready.int(events.len() as i64).int(millis))
+        },
+    )
+}
+
+/// `epoll_pwait(ep, events, maxevents, timeout, sigmask)`: epoll_wait, with `sigmask` as the
+/// thread's signal mask while it waits, set and put back by the kernel in the same call (see
+/// [`super::select::pselect`] for the race that closes). `None` keeps the thread's own mask.
+///
+/// strace 6.1 prints the mask after the call, and only if it succeeded: a failed
+/// `epoll_pwait` shows both the events array and the mask as addresses.
+///
+/// # Errors
+/// As [`epoll_wait`].
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/epoll_pwait.2.html>
+pub fn epoll_pwait(
+    ep: &Epoll,
+    events: &mut [EpollEvent],
+    timeout: EpollTimeout,
+    sigmask: Option<&SigSet>,
+) -> nix::Result<usize> {
+    let millis = i32::from(timeout);
+    let mask_ptr = sigmask.map_or(std::ptr::null(), |m| m.as_ref() as *const libc::sigset_t);
+    trace::syscall_into(
+        &Spec::new("epoll_pwait").fills(),
+        events,
+        |_| Args::new().fd(epoll_fd(ep)),
+        |events| {
+            // SAFETY: EpollEvent is #[repr(transparent)] over libc::epoll_event (nix 0.31.3),
+            // so the pointer and length describe `events`, borrowed mutably for the call; the
+            // mask pointer is null or a sigset_t borrowed for the call.
+            let ret = unsafe {
+                libc::epoll_pwait(
+                    epoll_fd(ep),
+                    events.as_mut_ptr().cast::<libc::epoll_event>(),
+                    events.len() as i32,
+                    millis,
+                    mask_ptr,
+                )
+            };
+            Errno::result(ret).map(|n| n as usize)
+        },
+        |events, result| {
+            let ready = match result {
+                Ok(n) => Args::new().text(format!(
+                    "[{}]",
+                    events[..*n].iter().map(show_event).collect::<Vec<_>>().join(", ")
+                )),
+                Err(_) => Args::new().pointer(events.as_ptr()),
+            };
+            let args = ready.int(events.len() as i64).int(millis);
+            let args = match (result, sigmask) {
+                (_, None) => args.text("NULL"),
+                (Ok(_), Some(mask)) => args.text(super::signal::show_mask(mask)),
+                (Err(_), Some(_)) => args.pointer(mask_ptr),
+            };
+            Finish::of(result).args(args.int(8))
         },
     )
 }

@@ -1,4 +1,4 @@
-//! Descriptors themselves: close, fcntl flags (O_NONBLOCK), dup, and how many we may hold.
+//! Descriptors themselves: close, fcntl flags (O_NONBLOCK), dup, pipes, and how many we may hold.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 
@@ -115,6 +115,36 @@ pub fn dup(fd: impl AsFd) -> nix::Result<OwnedFd> {
                 context::table().duplicated(raw(&fd), raw(copy));
             }
             Finish::of(result)
+        },
+    )
+}
+
+/// pipe2's flags, in strace's order.
+const PIPE_FLAGS: &trace::pieces::FlagTable = &[
+    (libc::O_NONBLOCK as i64, "O_NONBLOCK"),
+    (libc::O_CLOEXEC as i64, "O_CLOEXEC"),
+];
+
+/// `pipe2(fds, flags)`: a pipe, (read end, write end): what is written to the second comes out
+/// of the first, in order. With `O_NONBLOCK` neither end ever blocks: a write to a full pipe
+/// fails with `EAGAIN` (what a signal handler writing to it needs), a read of an empty one too.
+///
+/// # Errors
+/// `EMFILE`, `ENFILE`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/pipe2.2.html>, <https://man7.org/linux/man-pages/man7/pipe.7.html>
+pub fn pipe2(flags: OFlag) -> nix::Result<(OwnedFd, OwnedFd)> {
+    trace::syscall(
+        &Spec::new("pipe2").fills(),
+        Args::new,
+        || nix::unistd::pipe2(flags),
+        |result| {
+            let ends = match result {
+                Ok((read, write)) => Args::new().text(format!("[{}, {}]", raw(read), raw(write))),
+                Err(_) => Args::new().unknown_pointer(),
+            };
+            Finish::of(&result.as_ref().map(drop).map_err(|e| *e)).args(ends.flags(i64::from(flags.bits()), PIPE_FLAGS))
         },
     )
 }

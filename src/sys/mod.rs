@@ -3,10 +3,11 @@
 //! - `socket`: socket, socketpair, bind, listen, accept4, connect, shutdown, names, options;
 //! - `io`: send/recv (sendto/recvfrom in the kernel), sendto, recvfrom, read, write;
 //! - `msg`: sendmsg/recvmsg, passing descriptors between processes (SCM_RIGHTS);
-//! - `fd`: close, fcntl (O_NONBLOCK), dup, the descriptor limit;
+//! - `fd`: close, fcntl (O_NONBLOCK), dup, pipe2, the descriptor limit;
 //! - `fs`: unlink, for the file an AF_UNIX socket's bind made;
-//! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors;
-//! - `signal`: what SIGPIPE does; `process`: fork and wait;
+//! - `select`, `poll`, `epoll`: the three ways to wait for many descriptors, and their
+//!   variants with a signal mask (pselect, ppoll, epoll_pwait);
+//! - `signal`: sigaction, sigprocmask, kill, signalfd, setitimer; `process`: fork and wait;
 //! - `netdb`: getaddrinfo, a libc function rather than a syscall: its own syscalls are staged.
 //!
 //! Each function makes its nix call through `trace::syscall` (or `trace::syscall_into`), the

@@ -1,7 +1,9 @@
-//! poll(2): an array of {fd, events}; the kernel fills in revents. No FD_SETSIZE limit.
+//! poll(2) and ppoll(2): an array of {fd, events}; the kernel fills in revents. No FD_SETSIZE limit.
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::SigSet;
+use nix::sys::time::TimeSpec;
 
 use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
@@ -110,6 +112,75 @@ pub fn poll_raw(fds: &mut [libc::pollfd], timeout: i32) -> nix::Result<i32> {
                 } else {
                     vec![Piece::text(format!("{ready} ({})", show_revents(fds)))]
                 }
+            })
+        },
+    )
+}
+
+/// `ppoll(fds, nfds, timeout, sigmask)`: poll, with `sigmask` as the thread's signal mask
+/// while it waits, set and put back by the kernel in the same call (see
+/// [`super::select::pselect`] for the race that closes). `None` as the timeout waits for ever;
+/// `None` as the mask keeps the thread's own. The kernel writes the time left into its copy of
+/// the timeout, which the trace shows as `left`.
+///
+/// # Errors
+/// As [`poll`].
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/ppoll.2.html>
+pub fn ppoll(fds: &mut [PollFd<'_>], timeout: Option<&TimeSpec>, sigmask: Option<&SigSet>) -> nix::Result<i32> {
+    // SAFETY: PollFd is #[repr(transparent)] over libc::pollfd (nix 0.31.3, src/poll.rs), so
+    // this is the same memory seen as pollfd entries; ppoll writes only their revents.
+    let entries = unsafe { std::slice::from_raw_parts_mut(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len()) };
+    let mut call = (entries, timeout.map(|t| *t.as_ref()));
+    trace::syscall_into(
+        &Spec::new("ppoll"),
+        &mut call,
+        |(fds, left)| {
+            let time = left
+                .as_ref()
+                .map_or_else(|| "NULL".into(), |t| render::timespec(t.tv_sec, t.tv_nsec));
+            let mask = sigmask.map_or_else(|| "NULL".into(), super::signal::show_mask);
+            Args::new()
+                .text(show_events(fds))
+                .int(fds.len() as i64)
+                .text(time)
+                .text(mask)
+                .int(8)
+        },
+        |(fds, left)| {
+            let left_ptr = left.as_mut().map_or(std::ptr::null_mut(), |t| t as *mut libc::timespec);
+            let mask_ptr = sigmask.map_or(std::ptr::null(), |m| m.as_ref() as *const libc::sigset_t);
+            // SAFETY: the array pointer and length describe `fds`, borrowed mutably for the
+            // call; the timespec pointer is null or points to `left`, the kernel's to rewrite;
+            // the mask pointer is null or a sigset_t of 8 bytes borrowed for the call.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_ppoll,
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    left_ptr,
+                    mask_ptr,
+                    8usize,
+                )
+            };
+            if ret < 0 { Err(Errno::last()) } else { Ok(ret as i32) }
+        },
+        |(fds, left), result| {
+            Finish::with(result, |&ready| {
+                if ready == 0 {
+                    return vec![Piece::text("0 (Timeout)")];
+                }
+                let mut ret = vec![Piece::text(format!("{ready} ({}", show_revents(fds)))];
+                if let Some(t) = left {
+                    ret.push(Piece::text(", left "));
+                    ret.push(Piece::TimeLeft {
+                        secs: t.tv_sec,
+                        nanos: t.tv_nsec,
+                    });
+                }
+                ret.push(Piece::text(")"));
+                ret
             })
         },
     )

@@ -1,4 +1,4 @@
-//! select(2): three bitmaps of descriptors, rewritten in place with the ready ones.
+//! select(2) and pselect(2): three bitmaps of descriptors, rewritten in place with the ready ones.
 //!
 //! glibc's `select` is the `pselect6` system call on x86_64: it converts the timeval to a
 //! timespec, passes a null signal mask, and converts the time left back afterwards. [`select`]
@@ -10,7 +10,8 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::time::{TimeVal, TimeValLike};
+use nix::sys::signal::SigSet;
+use nix::sys::time::{TimeSpec, TimeVal, TimeValLike};
 
 use crate::trace::{self, Args, Finish, Piece, Spec, render};
 
@@ -156,27 +157,81 @@ fn set_ptr(set: &mut Option<&mut FdSet>) -> *mut libc::c_void {
 /// # References
 /// <https://man7.org/linux/man-pages/man2/select.2.html>
 pub fn select(
-    mut readfds: Option<&mut FdSet>,
-    mut writefds: Option<&mut FdSet>,
-    mut exceptfds: Option<&mut FdSet>,
+    readfds: Option<&mut FdSet>,
+    writefds: Option<&mut FdSet>,
+    exceptfds: Option<&mut FdSet>,
     timeout: Option<&mut TimeVal>,
 ) -> nix::Result<i32> {
-    let nfds = highest_plus_one([&readfds, &writefds, &exceptfds]);
-    for set in [
-        readfds.as_deref_mut(),
-        writefds.as_deref_mut(),
-        exceptfds.as_deref_mut(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        set.make_room(nfds as usize);
-    }
     // What glibc does: the microseconds become nanoseconds.
     let left = timeout.as_ref().map(|t| libc::timespec {
         tv_sec: t.tv_sec(),
         tv_nsec: t.tv_usec() * 1000,
     });
+    let (result, left) = pselect6([readfds, writefds, exceptfds], left, None);
+    // And back, as glibc does: nanoseconds to microseconds.
+    if let (Some(timeout), Some(left)) = (timeout, left) {
+        *timeout = TimeVal::microseconds(left.tv_sec * 1_000_000 + left.tv_nsec / 1000);
+    }
+    result
+}
+
+/// `pselect(nfds, readfds, writefds, exceptfds, timeout, sigmask)`: select, with `sigmask` as
+/// the thread's signal mask while it waits, set and put back by the kernel in the same call.
+///
+/// That closes a race select cannot: a loop that blocks a signal, checks a flag its handler
+/// sets, then unblocks it and calls select, sleeps through a signal that came between the
+/// unblocking and the select. Blocked until pselect opens the mask, the same signal
+/// interrupts the wait at once (`EINTR`). `timeout` is not changed (the kernel writes the time
+/// left into glibc's copy). `None` as the mask keeps the thread's own, as select does.
+///
+/// # Errors
+/// As [`select`].
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/pselect.2.html>
+pub fn pselect(
+    readfds: Option<&mut FdSet>,
+    writefds: Option<&mut FdSet>,
+    exceptfds: Option<&mut FdSet>,
+    timeout: Option<&TimeSpec>,
+    sigmask: Option<&SigSet>,
+) -> nix::Result<i32> {
+    let left = timeout.map(|t| *t.as_ref());
+    pselect6([readfds, writefds, exceptfds], left, Some(sigmask)).0
+}
+
+/// pselect6's last argument: a pointer to `{sigmask, sigsetsize}`, as glibc's pselect passes.
+#[repr(C)]
+struct MaskArgument {
+    sigmask: *const libc::sigset_t,
+    sigsetsize: libc::size_t,
+}
+
+/// The pselect6 system call. `mask` is `None` for select's null last argument, else the
+/// signal mask pselect passes (itself `None` for a null mask). Returns the result and the
+/// time the kernel left in `left`.
+fn pselect6(
+    mut sets: [Option<&mut FdSet>; 3],
+    left: Option<libc::timespec>,
+    mask: Option<Option<&SigSet>>,
+) -> (nix::Result<i32>, Option<libc::timespec>) {
+    let [readfds, writefds, exceptfds] = &sets;
+    let nfds = highest_plus_one([readfds, writefds, exceptfds]);
+    for set in sets.iter_mut().flatten() {
+        set.make_room(nfds as usize);
+    }
+    let argument = mask.map(|mask| MaskArgument {
+        sigmask: mask.map_or(std::ptr::null(), |m| m.as_ref() as *const libc::sigset_t),
+        sigsetsize: 8,
+    });
+    let shown_mask = match mask {
+        None => "NULL".to_string(),
+        Some(mask) => format!(
+            "{{sigmask={}, sigsetsize=8}}",
+            mask.map_or_else(|| "NULL".to_string(), super::signal::show_mask)
+        ),
+    };
+    let [readfds, writefds, exceptfds] = sets;
     let mut call = (readfds, writefds, exceptfds, left);
     let result = trace::syscall_into(
         &Spec::new("pselect6"),
@@ -191,14 +246,15 @@ pub fn select(
                 .text(show_set(writefds, nfds))
                 .text(show_set(exceptfds, nfds))
                 .text(time)
-                .text("NULL")
+                .text(shown_mask)
         },
         |(readfds, writefds, exceptfds, left)| {
             let left_ptr = left.as_mut().map_or(std::ptr::null_mut(), |t| t as *mut libc::timespec);
+            let mask_ptr = argument.as_ref().map_or(std::ptr::null(), |a| a as *const MaskArgument);
             // SAFETY: each set pointer is null or points to at least nfds bits of words that
             // this call borrows mutably (make_room above); the timespec pointer is null or
-            // points to `left`; the sixth argument, the signal mask, is null, as glibc passes
-            // it for select.
+            // points to `left`; the last is null (select) or points to `argument`, whose mask
+            // pointer is null or a sigset_t borrowed for the call.
             let ret = unsafe {
                 libc::syscall(
                     libc::SYS_pselect6,
@@ -207,7 +263,7 @@ pub fn select(
                     set_ptr(writefds),
                     set_ptr(exceptfds),
                     left_ptr,
-                    std::ptr::null::<libc::c_void>(),
+                    mask_ptr,
                 )
             };
             if ret < 0 { Err(Errno::last()) } else { Ok(ret as i32) }
@@ -240,12 +296,7 @@ pub fn select(
             })
         },
     );
-    let left = call.3;
-    // And back, as glibc does: nanoseconds to microseconds.
-    if let (Some(timeout), Some(left)) = (timeout, left) {
-        *timeout = TimeVal::microseconds(left.tv_sec * 1_000_000 + left.tv_nsec / 1000);
-    }
-    result
+    (result, call.3)
 }
 
 /// A timeout for [`select`], from milliseconds.

@@ -287,6 +287,41 @@ pub const NOTES: &[Note] = &[
         "what signal()/sigaction() become: sets what a signal does to this process",
     ),
     note(
+        "rt_sigprocmask",
+        "what sigprocmask()/pthread_sigmask() become: which signals this thread blocks; a blocked \
+         signal is not lost, it waits (pending) until unblocked",
+    ),
+    note(
+        "kill",
+        "sends a signal to a process; one of its threads that does not block it takes it",
+    ),
+    note(
+        "signalfd4",
+        "a descriptor that is readable while one of these signals is pending: block them, then \
+         read them like data, in the same wait as the sockets",
+    ),
+    note(
+        "read.signalfd",
+        "one struct signalfd_siginfo (128 bytes, ssi_signo first): reading it takes the signal, \
+         and no handler runs",
+    ),
+    note(
+        "setitimer",
+        "a timer: when it runs out the kernel sends SIGALRM (itself: si_code SI_KERNEL, no sender pid)",
+    ),
+    note(
+        "pipe2",
+        "a pipe: bytes written to the second descriptor come out of the first, in order",
+    ),
+    note(
+        "ppoll",
+        "poll with a signal mask that holds only while it waits: set and restored in one call",
+    ),
+    note(
+        "epoll_pwait",
+        "epoll_wait with a signal mask that holds only while it waits: set and restored in one call",
+    ),
+    note(
         "clone",
         "what fork() becomes: a child process, a copy of this one, descriptors included",
     ),
