@@ -7,7 +7,8 @@
 //!
 //! - in: [`Service::join`] (a client connected), [`Service::received`] (bytes arrived, already
 //!   in the buffer the service lent for them), [`Service::eof`], [`Service::failed`],
-//!   [`Service::wrote`] (bytes left for the client), [`Service::tick`] (time passed);
+//!   [`Service::wrote`] (bytes left for the client), [`Service::tick`] (time passed),
+//!   [`Service::stopping`] (the server is stopping: last words now);
 //! - out: [`Service::read_buffer`] (where the next bytes go; an empty buffer means "do not
 //!   read this client now", which is how a service pushes back on a sender), [`Service::output`]
 //!   (what waits for a client, one contiguous slice), [`Service::wants_read`],
@@ -115,4 +116,9 @@ pub trait Service {
     fn deadline(&self) -> Option<Instant> {
         None
     }
+
+    /// The server is stopping (`why`: what stopped it, such as `SIGTERM`): queue any last words
+    /// for the clients now. The loop then reads nothing more from anyone, sends what waits for
+    /// a bounded time, and closes every client; it asks nothing else of the service.
+    fn stopping(&mut self, _why: &str) {}
 }

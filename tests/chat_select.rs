@@ -14,9 +14,10 @@ use chat::{Peer, Server, WAIT};
 
 chat_suite!("select");
 
-/// Started with descriptors 3 to 1020 already open (copies of stdin, set up by a Python
-/// wrapper before it execs the server), the server's listener is 1021, its spare descriptor
-/// (kept for EMFILE) 1022, its first client 1023, and the next accept4 returns 1024, which no fd_set can hold. That client is told why and
+/// Started with descriptors 3 to 1018 already open (copies of stdin, set up by a Python
+/// wrapper before it execs the server), the server's listener is 1019, its self-pipe (for
+/// SIGINT and SIGTERM) 1020 and 1021, its spare descriptor (kept for EMFILE) 1022, its first
+/// client 1023, and the next accept4 returns 1024, which no fd_set can hold. That client is told why and
 /// closed; the server neither panics nor stops, and the room never saw the refused client.
 #[test]
 fn a_descriptor_past_fd_setsize_is_refused_not_a_panic() {
@@ -28,7 +29,7 @@ fn a_descriptor_past_fd_setsize_is_refused_not_a_panic() {
          \x20   if hard != resource.RLIM_INFINITY and hard < 2048:\n\
          \x20       sys.exit('RLIMIT_NOFILE hard limit %d is too low for this test' % hard)\n\
          \x20   resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))\n\
-         for fd in range(3, 1021):\n\
+         for fd in range(3, 1019):\n\
          \x20   os.dup2(0, fd)\n\
          program = {program:?}\n\
          os.execv(program, [program, 'chat-server', '--mux', 'select', '--port', '0', '--trace', 'off'])\n",
@@ -129,6 +130,7 @@ fn the_loop_can_stop_once_the_room_is_empty() {
         tick: std::time::Duration::from_millis(100),
         max_iterations: Some(10_000), // a bound, should the stop never come
         until_empty: true,
+        ..Options::default()
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -67,6 +67,7 @@ fn run(args: Args) -> Outcome {
                 tick: TICK,
                 max_iterations: Some(SERVER_MAX_SELECTS),
                 until_empty: false,
+                ..Options::default()
             };
             serve::select::serve(&listener, Room::new(chat::utc_clock), &options)?;
             sys::close(listener).context("close")?;
@@ -162,6 +163,7 @@ fn demo_server(port_tx: mpsc::Sender<u16>) -> Result<(), String> {
         tick: TICK,
         max_iterations: Some(DEMO_MAX_SELECTS),
         until_empty: true,
+        ..Options::default()
     };
     let room = Room::new(|| DEMO_CLOCK.to_string());
     let summary = serve::select::serve(&listener, room, &options)?;

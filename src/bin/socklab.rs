@@ -15,10 +15,13 @@ const HELP: &str = "usage:
   socklab chat-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE] [--grace SECONDS]
                        the chat room (seed 003's Server) on 127.0.0.1:33333 unless told otherwise;
                        the trace goes to stdout, human unless --trace or SOCKLAB_TRACE say
-                       otherwise; Ctrl-C stops it. --grace: how long a client far behind may
-                       make no progress before it is dropped as not reading (default 5)
+                       otherwise. --grace: how long a client far behind may make no progress
+                       before it is dropped as not reading (default 5). Ctrl-C (SIGINT) or
+                       SIGTERM stops it cleanly: everyone is told, what waits is sent for at
+                       most 1 s, every client is closed, exit status 0 (a second signal: at once)
   socklab echo-server [--mux LOOP] [--port P] [--bind ADDR] [--trace MODE]
-                       each client's bytes back to it, on 127.0.0.1:33334 unless told otherwise
+                       each client's bytes back to it, on 127.0.0.1:33334 unless told otherwise;
+                       SIGINT or SIGTERM stops it as it stops the chat room, without the notice
   socklab chat-client [--port P] [--host ADDR] [--trace MODE]
                        talk in the room: each line you type is said, `exit` or Ctrl-D leaves;
                        its trace is off unless --trace is given (SOCKLAB_TRACE is ignored), so
@@ -56,15 +59,29 @@ impl Mux {
         }
     }
 
-    /// Runs `service` on `listener` with this loop until killed.
-    fn serve(self, listener: impl AsFd, service: impl Service) -> Result<(), String> {
-        let options = Options::default();
-        match self {
+    /// Runs `service` on `listener` with this loop until SIGINT (Ctrl-C) or SIGTERM stops it
+    /// cleanly; says on stderr how it stopped.
+    fn serve(self, command: &str, listener: impl AsFd, service: impl Service) -> Result<(), String> {
+        let options = Options {
+            stop_on_signals: true,
+            ..Options::default()
+        };
+        let summary = match self {
             Mux::Select => serve::select::serve(listener, service, &options)?,
             Mux::Poll => serve::poll::serve(listener, service, &options)?,
             Mux::Epoll => serve::epoll::serve(listener, service, &options)?,
             Mux::EpollEdge => serve::epoll_et::serve(listener, service, &options)?,
         };
+        if let Some(signal) = summary.stopped_by {
+            let cut_off = match summary.cut_off {
+                0 => String::new(),
+                n => format!(
+                    "; {n} of them cut off with output unsent after {} s",
+                    serve::STOP_FLUSH.as_secs_f64()
+                ),
+            };
+            eprintln!("socklab {command}: {signal}: stopped; every client was closed{cut_off}");
+        }
         Ok(())
     }
 
@@ -195,7 +212,7 @@ fn chat_server(words: &[String]) -> Result<(), Failure> {
     let options = chat::Options { grace: settings.grace };
     settings
         .mux
-        .serve(&listener, Room::with_options(chat::utc_clock, options))?;
+        .serve("chat-server", &listener, Room::with_options(chat::utc_clock, options))?;
     Ok(())
 }
 
@@ -206,7 +223,7 @@ fn echo_server(words: &[String]) -> Result<(), Failure> {
         settings.port = echo::DEFAULT_PORT;
     }
     let listener = bind("echo-server", "the echo server", &settings, "try `nc {ip} {port}`")?;
-    settings.mux.serve(&listener, Echo::new())?;
+    settings.mux.serve("echo-server", &listener, Echo::new())?;
     Ok(())
 }
 

@@ -257,6 +257,8 @@ pub struct Room {
     /// One line read in, made clean.
     text: String,
     next_serial: u64,
+    /// The server is stopping: its goodbye is the last line anyone gets.
+    closing: bool,
 }
 
 /// `HH:MM:SS PARTS...\n` into `out`.
@@ -296,6 +298,7 @@ impl Room {
             out: Vec::new(),
             text: String::new(),
             next_serial: 0,
+            closing: false,
         }
     }
 
@@ -339,6 +342,9 @@ impl Room {
                 continue;
             };
             self.closes.push((id, why));
+            if self.closing {
+                continue;
+            }
             self.refresh_stamp();
             let why = why.to_string();
             compose(&mut self.out, &self.stamp, &["* ", &client.name, " left (", &why, ")"]);
@@ -677,5 +683,18 @@ impl Service for Room {
 
     fn deadline(&self) -> Option<Instant> {
         self.people.timers.peek().map(|Reverse(t)| t.at)
+    }
+
+    /// Tells everyone the room is closing, and why: `* the server is stopping (SIGTERM); goodbye`.
+    fn stopping(&mut self, why: &str) {
+        self.refresh_stamp();
+        compose(
+            &mut self.out,
+            &self.stamp,
+            &["* the server is stopping (", why, "); goodbye"],
+        );
+        self.deliver_out(None);
+        self.closing = true;
+        self.remove_leavers();
     }
 }

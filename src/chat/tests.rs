@@ -431,3 +431,31 @@ fn quiet_in_mid_line_means_nothing_once_a_client_has_sent_a_newline() {
     arrive(&mut room, 1, b"line\n");
     assert_eq!(read(&mut room, 2), "12:00:00 127.0.0.1:40001 say: half a line\n");
 }
+
+#[test]
+fn stopping_tells_everyone_why_after_what_was_already_queued() {
+    let mut room = room_of(3);
+    arrive(&mut room, 1, b"last words\n");
+    room.stopping("SIGTERM");
+    for id in [2, 3] {
+        assert_eq!(
+            read(&mut room, id),
+            "12:00:00 127.0.0.1:40001 say: last words\n12:00:00 * the server is stopping (SIGTERM); goodbye\n"
+        );
+    }
+    assert_eq!(
+        read(&mut room, 1),
+        "12:00:00 * the server is stopping (SIGTERM); goodbye\n"
+    );
+    assert!(
+        closes(&mut room).is_empty(),
+        "the loop closes them; the room only says goodbye"
+    );
+    room.failed(2);
+    assert_eq!(closes(&mut room), [(2, CloseReason::Failed)]);
+    assert_eq!(
+        read(&mut room, 3),
+        "",
+        "the goodbye stays the last line: nobody is told who left"
+    );
+}

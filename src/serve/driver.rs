@@ -1,4 +1,7 @@
-//! The driver: what every loop does the same way, over any [`Backend`].
+//! The driver: what every loop does the same way, over any [`Backend`]; `stop`: how it stops
+//! on SIGINT or SIGTERM.
+
+mod stop;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -10,6 +13,7 @@ use super::{ACCEPT_RETRY, ACCEPTS_PER_WAKE, Backend, Event, Interest, Options, R
 use crate::service::{ClientId, CloseReason, Service};
 use crate::sys::{self, Errno};
 use crate::trace::{self, Mode};
+use stop::Signals;
 
 /// What the driver knows about one client, beyond what the service knows.
 #[derive(Default)]
@@ -56,6 +60,8 @@ struct Driver<'l, B: Backend, S: Service> {
     /// paused; otherwise no clock is read at all.
     now: Option<Instant>,
     wake: u64,
+    /// The self-pipe that SIGINT and SIGTERM write to, when the loop stops on them.
+    signals: Option<Signals>,
 }
 
 /// Runs `service` on `listener` with `backend` until `options` says stop. Every client socket
@@ -70,6 +76,17 @@ pub(crate) fn run<B: Backend, S: Service>(
     if let Err(reason) = backend.register(listener, token, Interest::READ) {
         backend.close();
         return Err(format!("the listener (descriptor {token}): {reason}"));
+    }
+    let signals = match options.stop_on_signals.then(Signals::install).transpose() {
+        Ok(signals) => signals,
+        Err(error) => {
+            backend.close();
+            return Err(error);
+        }
+    };
+    if let Some(signals) = &signals {
+        // Watched like any client: a byte in it is a signal that came.
+        let _ = backend.register(signals.fd(), signals.token(), Interest::READ);
     }
     let mut driver = Driver {
         backend,
@@ -88,12 +105,26 @@ pub(crate) fn run<B: Backend, S: Service>(
         accept_paused_until: None,
         now: None,
         wake: 0,
+        signals,
     };
     let outcome = driver.run(options);
     driver.close_all();
-    let Driver { backend, served, .. } = driver;
+    let Driver {
+        backend,
+        served,
+        signals,
+        ..
+    } = driver;
     backend.close();
-    outcome.map(|iterations| Summary { iterations, served })
+    if let Some(signals) = signals {
+        signals.restore();
+    }
+    outcome.map(|(iterations, stopped_by, cut_off)| Summary {
+        iterations,
+        served,
+        stopped_by,
+        cut_off,
+    })
 }
 
 /// Narration, built only when the trace is on.
@@ -104,9 +135,11 @@ fn narrate(text: impl FnOnce() -> String) {
 }
 
 impl<B: Backend, S: Service> Driver<'_, B, S> {
-    /// The loop itself; returns how many times it waited.
-    fn run(&mut self, options: &Options) -> Result<u64, String> {
+    /// The loop itself; returns how many times it waited, and the signal that stopped it and
+    /// how many clients that cut off, if one did.
+    fn run(&mut self, options: &Options) -> Result<(u64, Option<&'static str>, u64), String> {
         let mut iterations = 0;
+        let stop_token = self.signals.as_ref().map(Signals::token);
         while !self.done(options, iterations) {
             let timeout = self.timeout(options.tick);
             self.events.clear();
@@ -121,22 +154,32 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
             self.keep_time();
             self.serve_owed();
             let mut listener_ready = std::mem::take(&mut self.listener_owed);
+            let mut signalled = false;
             for index in 0..self.events.len() {
                 let event = self.events[index];
                 if event.token == self.listener.as_raw_fd() as usize {
                     listener_ready = true;
+                } else if Some(event.token) == stop_token {
+                    signalled = true;
                 } else {
                     self.handle(event);
                 }
             }
             // Accepts last: a number closed this wake and handed out again by accept4 is never
             // taken for the client that had it by an event still to be handled.
-            if listener_ready && self.accept_paused_until.is_none() {
+            if listener_ready && !signalled && self.accept_paused_until.is_none() {
                 self.accept()?;
             }
             self.settle();
+            if let Some(why) = signalled
+                .then(|| self.signals.as_ref().and_then(Signals::take))
+                .flatten()
+            {
+                let cut_off = self.stop(why);
+                return Ok((iterations, Some(why), cut_off));
+            }
         }
-        Ok(iterations)
+        Ok((iterations, None, 0))
     }
 
     fn done(&self, options: &Options, iterations: u64) -> bool {

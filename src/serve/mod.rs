@@ -41,6 +41,16 @@
 //! and poll's own walk inside the kernel, and over the ready bits or entries they return), no
 //! allocation per event, and a trace that is off reads no clock and takes no lock.
 //!
+//! Stopping (when [`Options::stop_on_signals`] says so, as `socklab chat-server` and
+//! `echo-server` do): SIGINT (Ctrl-C) or SIGTERM (kill) ends the wake it arrives in, then the
+//! loop accepts no more, the service says its last words ([`Service::stopping`]: the chat room
+//! tells everyone why), and the loop sends what waits for at most [`STOP_FLUSH`], reading and
+//! dropping what clients still send (so each close sends FIN, not a reset), closing each
+//! client as soon as its output is out. Those still waiting then are closed all the same: a
+//! client that does not read holds the stop up for no longer than that. A second signal ends
+//! the wait at once. The signal reaches the loop through a self-pipe registered with the
+//! backend like any client (`driver/stop.rs` says why not a signalfd).
+//!
 //! Accept errors, each on purpose: `ECONNABORTED` (the client gave up first) and the network
 //! errors accept(2) says to treat like `EAGAIN`: next. `EMFILE`/`ENFILE`: the spare descriptor
 //! is given back to accept the newcomer and turn it away politely, then taken again. `ENOBUFS`,
@@ -90,6 +100,11 @@ pub const ACCEPTS_PER_WAKE: usize = BACKLOG as usize;
 /// handshake is done and waits in the backlog.
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// How long a stopping loop keeps sending what waits for its clients. A reader on loopback or
+/// a LAN takes a line in microseconds, one across the world in a fraction of a second; one that
+/// has not taken it in a second is not reading, and Ctrl-C should not wait on it longer.
+pub const STOP_FLUSH: Duration = Duration::from_secs(1);
+
 /// When a loop stops. The command line runs until Ctrl-C; tests and demos set a bound.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -99,6 +114,10 @@ pub struct Options {
     pub max_iterations: Option<u64>,
     /// Stop once every client has left again, after at least one came.
     pub until_empty: bool,
+    /// Stop cleanly on SIGINT or SIGTERM (see the module's documentation): the loop installs
+    /// handlers for both while it runs, and puts the old ones back when it returns. One loop
+    /// at a time in a process may ask for this.
+    pub stop_on_signals: bool,
 }
 
 impl Default for Options {
@@ -107,6 +126,7 @@ impl Default for Options {
             tick: Duration::from_secs(10),
             max_iterations: None,
             until_empty: false,
+            stop_on_signals: false,
         }
     }
 }
@@ -118,6 +138,10 @@ pub struct Summary {
     pub iterations: u64,
     /// How many clients it let in.
     pub served: u64,
+    /// The signal that stopped it (`SIGINT`, `SIGTERM`), if one did.
+    pub stopped_by: Option<&'static str>,
+    /// Stopping, how many clients were closed with output still unsent after [`STOP_FLUSH`].
+    pub cut_off: u64,
 }
 
 /// What a descriptor is watched for.

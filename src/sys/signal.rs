@@ -67,12 +67,11 @@ fn show_action(action: &SigAction, installed_by_glibc: bool) -> Vec<Piece> {
     ]
 }
 
-/// nix drops the SA_RESTORER bit when it reads an action back; an old action that is
-/// anything but the untouched default was installed through glibc.
+/// Whether an old action was installed through glibc, which gives every action it installs a
+/// restorer and SA_RESTORER (a flag nix drops: look at the raw struct). The kernel's default
+/// has neither, nor has a SIG_IGN inherited across exec (exec keeps it, and clears the rest).
 fn was_installed(action: &SigAction) -> bool {
-    !(matches!(action.handler(), SigHandler::SigDfl)
-        && action.flags().is_empty()
-        && action.mask().iter().next().is_none())
+    libc::sigaction::from(*action).sa_restorer.is_some()
 }
 
 /// `sigaction(signal, {handler, mask=[], flags=0}, &old)`, which the kernel sees as
