@@ -332,6 +332,42 @@ fn echo_stop_cuts_off_a_client_that_never_reads(mux: &str) {
     assert!(stalled.as_raw_fd() > 0);
 }
 
+/// Started as `server &` from a script starts it (SIGINT ignored, and SIG_IGN survives exec),
+/// the server takes SIGINT all the same, and its trace shows what it replaced.
+#[test]
+fn a_server_started_with_sigint_ignored_still_stops_on_it() {
+    util::require("python3");
+    let wrapper = format!(
+        "import os, signal\n\
+         signal.signal(signal.SIGINT, signal.SIG_IGN)\n\
+         program = {program:?}\n\
+         os.execv(program, [program, 'echo-server', '--port', '0', '--trace', 'plain'])\n",
+        program = chat::socklab().display().to_string()
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &wrapper])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut stderr = BufReader::new(child.stderr.take().expect("its stderr"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("its first line");
+    assert!(first.contains("listens on"), "{first}");
+    nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("kill");
+    let output = util::wait_with_deadline(child, Duration::from_secs(30));
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("its stderr");
+    assert!(output.status.success(), "exited with {}: {rest}", output.status);
+    assert!(rest.contains("SIGINT: stopped; every client was closed"), "{rest}");
+    let trace = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        trace.contains("rt_sigaction(SIGINT, {sa_handler=0xADDR, sa_mask=[], sa_flags=SA_RESTORER|SA_RESTART, sa_restorer=0xADDR}, {sa_handler=SIG_IGN, sa_mask=[], sa_flags=0}, 8) = 0"),
+        "{trace}"
+    );
+}
+
 macro_rules! every_loop {
     ($($name:ident: $mux:literal),+ $(,)?) => {
         $(

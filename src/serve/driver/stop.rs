@@ -83,7 +83,11 @@ impl Signals {
             previous: Vec::new(),
         };
         for signal in STOP_SIGNALS {
-            trace::explain("Ctrl-C and kill now write a byte into the self-pipe instead of ending the process");
+            trace::explain(if signal == Signal::SIGINT {
+                "Ctrl-C and kill now write a byte into the self-pipe instead of ending the process"
+            } else {
+                "and SIGTERM, kill's own"
+            });
             // SAFETY: `wake` is async-signal-safe (see above).
             match unsafe { sys::sigaction_with(signal, &action) } {
                 Ok(old) => signals.previous.push((signal, old)),
