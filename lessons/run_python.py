@@ -418,6 +418,11 @@ def lesson_18(demo):
     demo.run("unix", "unix_fd_passing.py")
 
 
+def lesson_19(demo):
+    """PEP 475, set_wakeup_fd with selectors, and asyncio's add_signal_handler."""
+    demo.run("signals", "signals_in_the_loop.py")
+
+
 LESSONS = {
     1: lesson_01,
     2: lesson_02,
@@ -435,6 +440,7 @@ LESSONS = {
     14: lesson_14,
     15: lesson_15,
     18: lesson_18,
+    19: lesson_19,
 }
 
 

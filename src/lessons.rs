@@ -150,6 +150,13 @@ pub const LESSONS: &[Lesson] = &[
         summary: "path and abstract names, socketpair, SO_PEERCRED, a listener hands connections to workers (SCM_RIGHTS)",
         python: &["unix_fd_passing.py"],
     },
+    Lesson {
+        number: 19,
+        slug: "signals-in-the-loop",
+        title: "Signals in the event loop",
+        summary: "EINTR and SA_RESTART, the race pselect6's mask closes, the self-pipe trick, signalfd; a clean stop",
+        python: &["signals_in_the_loop.py"],
+    },
 ];
 
 /// What the lesson was asked to do.

@@ -167,6 +167,18 @@ fn lesson_18_python() {
     );
 }
 
+#[test]
+fn lesson_19_python() {
+    check(
+        19,
+        &[
+            "accept() returned a connection; the handler ran 1 time(s) meanwhile",
+            "SIGTERM stopped the loop; the client heard [b'hello\\n', b'server: stopping, goodbye (SIGTERM)\\n']",
+            "asyncio stopped by SIGINT",
+        ],
+    );
+}
+
 /// Runs lesson `number`'s Python under strace and checks its README's claims and `printed`.
 fn check(number: u8, printed: &[&str]) {
     util::require("strace");

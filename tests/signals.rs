@@ -127,7 +127,11 @@ fn with_sa_restart_accept_is_restarted_and_without_it_fails_with_eintr() {
     let accepted = sys::accept4(&listener, SockFlag::SOCK_CLOEXEC);
     helper.join().expect("the helper");
     assert!(accepted.is_ok(), "with SA_RESTART: {accepted:?}");
-    assert_eq!(HANDLED.load(Ordering::SeqCst), before + 1, "the handler ran while it waited");
+    assert_eq!(
+        HANDLED.load(Ordering::SeqCst),
+        before + 1,
+        "the handler ran while it waited"
+    );
 
     install(Signal::SIGUSR1, SaFlags::empty());
     let helper = signal_when_blocked(libc::SYS_accept4, Signal::SIGUSR1, || {});
@@ -232,7 +236,13 @@ fn a_signal_between_the_check_and_select_is_lost_but_not_by_pselect_ppoll_or_epo
     tgkill(me, Signal::SIGUSR1);
     let mut readable = select::FdSet::new();
     readable.insert(listener.as_raw_fd());
-    let pselected = select::pselect(Some(&mut readable), None, None, Some(&TimeSpec::from(long)), Some(&open));
+    let pselected = select::pselect(
+        Some(&mut readable),
+        None,
+        None,
+        Some(&TimeSpec::from(long)),
+        Some(&open),
+    );
     tgkill(me, Signal::SIGUSR1);
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     let ppolled = poll::ppoll(&mut fds, Some(&TimeSpec::from(long)), Some(&open));
@@ -301,7 +311,11 @@ fn a_blocked_signal_is_read_from_a_signalfd_in_an_epoll_set_and_no_handler_runs(
         tgkill(me, Signal::SIGUSR1);
     });
     let mut events = [EpollEvent::empty(); 4];
-    let ready = epoll::epoll_wait(&ep, &mut events, EpollTimeout::try_from(Duration::from_secs(30)).unwrap());
+    let ready = epoll::epoll_wait(
+        &ep,
+        &mut events,
+        EpollTimeout::try_from(Duration::from_secs(30)).unwrap(),
+    );
     sender.join().expect("the sender");
     assert_eq!(ready, Ok(1), "the signalfd is readable");
     assert_eq!(events[0].data(), 7);
@@ -309,9 +323,17 @@ fn a_blocked_signal_is_read_from_a_signalfd_in_an_epoll_set_and_no_handler_runs(
     assert_eq!(info.ssi_signo, Signal::SIGUSR1 as u32);
     assert_eq!(info.ssi_code, libc::SI_TKILL, "sent by tgkill");
     assert_eq!(info.ssi_pid, std::process::id(), "by this process");
-    assert_eq!(sys::read_siginfo(&signals).map(drop), Err(Errno::EAGAIN), "taken: nothing pending");
+    assert_eq!(
+        sys::read_siginfo(&signals).map(drop),
+        Err(Errno::EAGAIN),
+        "taken: nothing pending"
+    );
     sys::sigprocmask(SigmaskHow::SIG_SETMASK, &open, None).expect("restore");
-    assert_eq!(HANDLED.load(Ordering::SeqCst), before, "no handler ran, even unblocked again");
+    assert_eq!(
+        HANDLED.load(Ordering::SeqCst),
+        before,
+        "no handler ran, even unblocked again"
+    );
 }
 
 #[test]
@@ -324,14 +346,25 @@ fn kill_gives_the_signal_to_a_thread_that_does_not_block_it() {
     let before = HANDLED.load(Ordering::SeqCst);
     sys::kill(nix::unistd::Pid::this(), Signal::SIGUSR1).expect("kill");
     wait_until("another thread's handler", || HANDLED.load(Ordering::SeqCst) > before);
-    assert_ne!(HANDLED_ON.load(Ordering::SeqCst), this_thread(), "not the thread that blocks it");
+    assert_ne!(
+        HANDLED_ON.load(Ordering::SeqCst),
+        this_thread(),
+        "not the thread that blocks it"
+    );
     sys::sigprocmask(SigmaskHow::SIG_SETMASK, &open, None).expect("restore");
-    assert_eq!(HANDLED.load(Ordering::SeqCst), before + 1, "and only once: nothing left pending here");
+    assert_eq!(
+        HANDLED.load(Ordering::SeqCst),
+        before + 1,
+        "and only once: nothing left pending here"
+    );
 }
 
 /// `SigBlk` of /proc/.../status: the blocked signals, bit N-1 for signal N.
 fn blocked_bits(status: &str) -> u64 {
-    let line = status.lines().find(|l| l.starts_with("SigBlk:")).expect("a SigBlk line");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("SigBlk:"))
+        .expect("a SigBlk line");
     u64::from_str_radix(line["SigBlk:".len()..].trim(), 16).expect("hex")
 }
 
@@ -344,7 +377,11 @@ fn a_new_thread_starts_with_its_creators_mask_and_the_mask_survives_exec() {
     let child = std::thread::spawn(|| std::fs::read_to_string("/proc/thread-self/status").expect("status"));
     let status = child.join().expect("the thread");
     sys::sigprocmask(SigmaskHow::SIG_SETMASK, &open, None).expect("restore");
-    assert_ne!(blocked_bits(&status) & (1 << (Signal::SIGUSR2 as u64 - 1)), 0, "{status}");
+    assert_ne!(
+        blocked_bits(&status) & (1 << (Signal::SIGUSR2 as u64 - 1)),
+        0,
+        "{status}"
+    );
 
     // Python's subprocess, unlike Rust's Command, leaves the mask as it is across fork and exec.
     util::require("python3");
@@ -358,5 +395,9 @@ fn a_new_thread_starts_with_its_creators_mask_and_the_mask_survives_exec() {
         .output()
         .expect("python3");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_ne!(blocked_bits(&text) & (1 << (Signal::SIGTERM as u64 - 1)), 0, "grep's own mask: {text}");
+    assert_ne!(
+        blocked_bits(&text) & (1 << (Signal::SIGTERM as u64 - 1)),
+        0,
+        "grep's own mask: {text}"
+    );
 }
