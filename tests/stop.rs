@@ -368,6 +368,59 @@ fn a_server_started_with_sigint_ignored_still_stops_on_it() {
     );
 }
 
+/// While the server waits for a client that never reads, a second SIGINT ends the wait: its
+/// trace says so, the client is cut off, and the exit status is still 0.
+#[test]
+fn a_second_signal_ends_the_wait_for_a_client_that_never_reads() {
+    let mut child = Command::new(chat::socklab())
+        .args(["echo-server", "--mux", "epoll", "--port", "0", "--trace", "plain"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socklab");
+    let mut stderr = BufReader::new(child.stderr.take().expect("its stderr"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("its first line");
+    let port: u16 = first
+        .split("listens on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut stalled = never_reads(port);
+    write_until_pushed_back(&mut stalled, &[b'e'; 4096]);
+    let pid = Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGINT).expect("kill");
+    // The trace says when the stop began; then the second signal.
+    let (line_tx, lines) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().expect("its stdout"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    let mut trace = Vec::new();
+    while !trace.iter().any(|l: &String| l.contains("SIGINT: the server stops")) {
+        trace.push(lines.recv_timeout(WAIT).expect("the trace's line for the stop"));
+    }
+    nix::sys::signal::kill(pid, Signal::SIGINT).expect("kill");
+    let output = util::wait_with_deadline(child, Duration::from_secs(30));
+    trace.extend(lines.iter());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("its stderr");
+    assert!(output.status.success(), "exited with {}: {rest}", output.status);
+    assert!(
+        trace.iter().any(|l| l.contains("» a second signal: no more waiting")),
+        "{}",
+        trace.join("\n")
+    );
+    assert!(
+        rest.contains("SIGINT: stopped; every client was closed; 1 of them cut off"),
+        "{rest}"
+    );
+}
+
 macro_rules! every_loop {
     ($($name:ident: $mux:literal),+ $(,)?) => {
         $(
