@@ -276,6 +276,7 @@ fn child_replies(conn: OwnedFd, ending: Ending) -> Result<(), String> {
         Err(Errno::EPIPE) => trace::say("EPIPE, and this child lives on, SIGPIPE at SIG_DFL notwithstanding"),
         other => return Err(format!("the second send should fail with EPIPE; it gave {other:?}")),
     }
+    trace::explain("the last descriptor of the connection (the parent closed its copy), already dead: nothing is sent");
     sys::close(conn).context("close")?;
     Ok(())
 }
@@ -301,6 +302,12 @@ fn client(server: SocketAddr, waits: bool) -> Outcome {
         AddressFamily::Inet6
     };
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
+    if waits {
+        // Set before the hello, so that the recv after it starts at once.
+        trace::explain("SO_RCVTIMEO, 5 s: a recv that waits longer fails with EAGAIN instead of hanging");
+        let limit = TimeVal::new(i64::from(ANSWER_WAIT_SECONDS), 0);
+        sys::setsockopt(&sock, sockopt::ReceiveTimeout, &limit).context("setsockopt SO_RCVTIMEO")?;
+    }
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     sys::send_all(&sock, GREETING, MsgFlags::MSG_NOSIGNAL).context("send")?;
     if !waits {
@@ -308,11 +315,8 @@ fn client(server: SocketAddr, waits: bool) -> Outcome {
         sys::close(sock).context("close")?;
         return Ok(());
     }
-    trace::explain("SO_RCVTIMEO, 5 s: a recv that waits longer fails with EAGAIN instead of hanging");
-    let limit = TimeVal::new(i64::from(ANSWER_WAIT_SECONDS), 0);
-    sys::setsockopt(&sock, sockopt::ReceiveTimeout, &limit).context("setsockopt SO_RCVTIMEO")?;
     let mut buf = [0u8; RECV_SIZE];
-    trace::explain("blocks until the server answers: bytes, 0 for its FIN, or an error for its RST");
+    trace::explain("waits for the server's answer: bytes, 0 for its FIN, or an error for its RST");
     for _ in 0..MAX_READS {
         match sys::recv(&sock, &mut buf, MsgFlags::empty()) {
             Ok(0) => {
@@ -373,14 +377,15 @@ fn demo() -> Outcome {
     let mut children = 0;
     for (actor, word, ending, headline) in scenes {
         trace::say(headline);
-        let mut client = lessons::spawn_process(actor, "client", port, &[word]).context(actor)?;
+        let client = lessons::spawn_process(actor, "client", port, &[word]).context(actor)?;
         let served = serve_one(&listener, ending, &mut children);
-        let status = client.wait().context(actor)?;
+        let waited = lessons::wait_process(actor, client);
         served?;
-        if !status.success() {
-            return Err(format!("{actor} ended with {status}").into());
-        }
+        waited?;
     }
+    trace::explain(
+        "the children that shared the listener have ended: this is its last descriptor; a listener sends no FIN",
+    );
     sys::close(listener).context("close")?;
     Ok(())
 }
