@@ -128,7 +128,8 @@ fn echo_one(sock: &OwnedFd, first: bool) -> Result<(), String> {
     }
     sys::sendto(sock, &buf[..n], from, MsgFlags::empty()).context(format!("sendto {from}"))?;
     if first {
-        // Seed 004's tsUserv.py prints this for every datagram.
+        // Seed 004's tsUserv.py prints this for every datagram; after the first, the trace's
+        // own recvfrom and sendto lines say as much.
         trace::say(format!("...received from and returned to: {from}"));
     }
     Ok(())
