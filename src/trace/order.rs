@@ -345,10 +345,17 @@ impl Order {
     fn end_collected(&mut self, name: &str, ret: &[Piece], t: u64, out: &mut Vec<Item>) {
         if let ("wait4", Some(Piece::Pid(child))) = (name, ret.first()) {
             let child = *child;
+            // A call whose own exit is still to come did return (exit_group records its
+            // `= ?` itself): it is joined with that exit, not ended here.
+            let returns = |thread: &Thread| {
+                self.pending
+                    .iter()
+                    .any(|e| (e.pid, e.tid) == *thread && matches!(e.what, What::Exit { .. }))
+            };
             let mut dead: Vec<(u64, Thread)> = self
                 .open
                 .iter()
-                .filter(|(k, _)| k.0 == child)
+                .filter(|(k, _)| k.0 == child && !returns(k))
                 .map(|(k, o)| (o.t, *k))
                 .collect();
             dead.sort();
@@ -713,6 +720,48 @@ mod tests {
             })
             .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "times go forward: {times:?}");
+    }
+
+    #[test]
+    fn a_child_whose_exit_group_is_split_ends_once_though_its_parent_waits_whole() {
+        let mut order = Order::new();
+        order.push(at(10, 7, "child", enter("exit_group", 0)));
+        order.push(at(11, 1, "server", say("meanwhile")));
+        order.push(at(12, 1, "server", enter("wait4", 7)));
+        order.push(at(
+            13,
+            7,
+            "child",
+            What::Exit {
+                name: "exit_group".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::text("?")],
+                errno: None,
+                note: "exit_group".into(),
+                explained: None,
+            },
+        ));
+        order.push(at(
+            14,
+            1,
+            "server",
+            What::Exit {
+                name: "wait4".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::Pid(7)],
+                errno: None,
+                note: "wait4".into(),
+                explained: None,
+            },
+        ));
+        let items = order.release(None);
+        let ends = items
+            .iter()
+            .filter(|item| matches!(item, Item::Resumed(c) if c.name == "exit_group"))
+            .count();
+        assert_eq!(ends, 1, "{:?}", lines(&items));
     }
 
     #[test]
