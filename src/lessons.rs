@@ -169,7 +169,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
         python: &["epoll_et_server.py", "epoll_et_client.py"],
-        parts: &[],
+        parts: &["herd"],
     },
     Lesson {
         number: 18,
