@@ -69,6 +69,12 @@ fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
 }
 
+/// The level-triggered server and its client; the server's reads of /proc/self/fdinfo are staged.
+#[test]
+fn lesson_14_trace_matches_strace() {
+    compare_with_strace(14, 2);
+}
+
 /// The edge-triggered server and its client: EAGAIN ending each drain, /proc/self/fdinfo read in a stage.
 #[test]
 fn lesson_15_trace_matches_strace() {
