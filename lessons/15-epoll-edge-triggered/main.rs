@@ -48,9 +48,14 @@ const PATIENCE_MS: u16 = 5000;
 /// How long the demo watches a socket that it knows has unread bytes, to show that no event
 /// comes (milliseconds). Short: nothing is going to happen, that is the point.
 const LOOK_MS: u16 = 100;
-/// Every loop ends by itself: the server after this many waits, a drain after this many reads.
+/// Every loop ends by itself: the server after this many waits, a drain in the demo after
+/// this many reads.
 const MAX_ROUNDS: usize = 100_000;
 const MAX_READS_PER_DRAIN: usize = 1000;
+/// `server` mode: how many reads (or accepts) one descriptor gets per turn, so that a client
+/// that sends without pause cannot keep the others waiting. What it leaves unread gets the
+/// next turn, which the server gives without waiting: no new edge will announce it.
+const READS_PER_TURN: usize = 16;
 /// How many processes share the listener in the herd.
 const HERD: usize = 4;
 /// After the first waiter leaves epoll_wait, how long the demo keeps counting others that
@@ -168,24 +173,35 @@ fn ready_fds(events: &[EpollEvent]) -> Vec<RawFd> {
     events.iter().map(|event| event.data() as RawFd).collect()
 }
 
-/// Reads until the kernel says EAGAIN: what "drained" means, and the only safe place for an
-/// edge-triggered reader to stop. Returns the bytes read, and whether the peer closed.
-fn drain(conn: &OwnedFd, explain_first: bool) -> Result<(Vec<u8>, bool), String> {
+/// Where a drain stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// EAGAIN: nothing left; only now may an edge-triggered reader wait again.
+    Drained,
+    /// End of file: the peer's FIN.
+    Closed,
+    /// `max_reads` reads, and maybe more waiting: no edge will come for it.
+    Unfinished,
+}
+
+/// Reads until the kernel says EAGAIN (what "drained" means, and the only safe place for an
+/// edge-triggered reader to stop), end of file, or `max_reads` reads. Returns the bytes read
+/// and where it stopped.
+fn drain(conn: &OwnedFd, max_reads: usize, explain_first: bool) -> Result<(Vec<u8>, Stop), String> {
     let mut bytes = Vec::new();
     let mut buf = [0u8; RECV_SIZE];
-    for read in 0..MAX_READS_PER_DRAIN {
+    for read in 0..max_reads {
         if explain_first && read == 1 {
             trace::explain("empty now: EAGAIN, not a block (the socket is non-blocking); only now may we wait again");
         }
         match sys::recv(conn, &mut buf, MsgFlags::empty()) {
-            Ok(0) => return Ok((bytes, true)),
+            Ok(0) => return Ok((bytes, Stop::Closed)),
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(Errno::EAGAIN) => return Ok((bytes, false)),
+            Err(Errno::EAGAIN) => return Ok((bytes, Stop::Drained)),
             Err(error) => return Err(format!("recv: {error}")),
         }
     }
-    // Bounded: a peer that never stops sending gets the rest on a later pass.
-    Ok((bytes, false))
+    Ok((bytes, Stop::Unfinished))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,32 +215,56 @@ fn serve(listener: &OwnedFd) -> Result<(), String> {
     ep::epoll_ctl_add(&epoll, listener, interest(edge, listener)).context("epoll_ctl ADD")?;
     let mut clients: Vec<OwnedFd> = Vec::new();
     let mut events = [EpollEvent::empty(); MAX_EVENTS];
+    // Descriptors a turn left unfinished: no edge will come for what they still hold, so the
+    // next wait only looks (timeout 0) and they get another turn after it.
+    let mut unfinished: Vec<RawFd> = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        let n = ep::epoll_wait(&epoll, &mut events, EpollTimeout::NONE).context("epoll_wait")?;
+        let timeout = if unfinished.is_empty() {
+            EpollTimeout::NONE
+        } else {
+            EpollTimeout::ZERO
+        };
+        let n = ep::epoll_wait(&epoll, &mut events, timeout).context("epoll_wait")?;
+        let mut turns = std::mem::take(&mut unfinished);
         for fd in ready_fds(&events[..n]) {
+            if !turns.contains(&fd) {
+                turns.push(fd);
+            }
+        }
+        for fd in turns {
             if fd == listener.as_raw_fd() {
                 // One edge may stand for several connections: accept until EAGAIN.
-                for _ in 0..MAX_READS_PER_DRAIN {
+                let mut drained = false;
+                for _ in 0..READS_PER_TURN {
                     match sys::accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                         Ok((conn, peer)) => {
                             ep::epoll_ctl_add(&epoll, &conn, interest(edge, &conn)).context("epoll_ctl ADD")?;
                             trace::say(format!("{peer} connected as fd {}", conn.as_raw_fd()));
                             clients.push(conn);
                         }
-                        Err(Errno::EAGAIN) => break,
+                        Err(Errno::EAGAIN) => {
+                            drained = true;
+                            break;
+                        }
                         Err(error) => return Err(format!("accept4: {error}")),
                     }
+                }
+                if !drained {
+                    unfinished.push(fd);
                 }
                 continue;
             }
             let Some(index) = clients.iter().position(|c| c.as_raw_fd() == fd) else {
                 return Err(format!("epoll_wait returned fd {fd}, which is not ours"));
             };
-            let (bytes, closed) = drain(&clients[index], false).unwrap_or((Vec::new(), true));
+            let (bytes, stop) = drain(&clients[index], READS_PER_TURN, false).unwrap_or((Vec::new(), Stop::Closed));
             // A blocking-style send_all on a non-blocking socket would spin on EAGAIN when a
             // peer stops reading; this teaching server drops such a peer instead.
             let failed = !bytes.is_empty() && sys::send_all(&clients[index], &bytes, MsgFlags::MSG_NOSIGNAL).is_err();
-            if closed || failed {
+            if stop == Stop::Unfinished && !failed {
+                unfinished.push(fd);
+            }
+            if stop == Stop::Closed || failed {
                 let conn = clients.remove(index);
                 ep::epoll_ctl_del(&epoll, &conn).context("epoll_ctl DEL")?;
                 sys::close(conn).context("close")?;
@@ -307,13 +347,13 @@ fn edge_and_oneshot() -> Outcome {
         "a server that waited here would starve: client#1 waits for its echo, and we for an event that never comes ({LOOK_MS} ms shown)"
     ));
     trace::explain("so drain: read until the kernel says EAGAIN");
-    let (rest, _) = drain(&conn, true)?;
+    let (rest, _) = drain(&conn, MAX_READS_PER_DRAIN, true)?;
     let mut echo = one.to_vec();
     echo.extend_from_slice(&rest);
     sys::send_all(&conn, &echo, MsgFlags::MSG_NOSIGNAL).context("send")?;
     trace::explain("client#1 sends \"defg\": new bytes, a new edge, a new event");
     expect_event(&epoll, &conn, patience())?;
-    let (bytes, _) = drain(&conn, false)?;
+    let (bytes, _) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
     sys::send_all(&conn, &bytes, MsgFlags::MSG_NOSIGNAL).context("send")?;
 
     trace::say("2. EPOLLONESHOT: one event, then silence until EPOLL_CTL_MOD re-arms the entry");
@@ -334,14 +374,14 @@ fn edge_and_oneshot() -> Outcome {
     ep::epoll_ctl_mod(&epoll, &conn, interest(oneshot, &conn)).context("epoll_ctl MOD")?;
     trace::explain("armed, and the bytes are still there: reported at once");
     expect_event(&epoll, &conn, patience())?;
-    let (bytes, _) = drain(&conn, false)?;
+    let (bytes, _) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
     sys::send_all(&conn, &bytes, MsgFlags::MSG_NOSIGNAL).context("send")?;
     trace::explain("disarmed again until now: with threads sharing one epoll, the one that got fd 5 had it to itself");
     ep::epoll_ctl_mod(&epoll, &conn, interest(oneshot, &conn)).context("epoll_ctl MOD")?;
     trace::explain("client#1 closed: end of file is an event too");
     expect_event(&epoll, &conn, patience())?;
-    let (_, closed) = drain(&conn, false)?;
-    if !closed {
+    let (_, stop) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
+    if stop != Stop::Closed {
         return Err("expected end of file from client#1".into());
     }
     ep::epoll_ctl_del(&epoll, &conn).context("epoll_ctl DEL")?;
