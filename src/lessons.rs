@@ -3,8 +3,11 @@
 //! The table is the one place lessons are registered: `make lessons` prints it, and
 //! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
 //! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
-//! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
-//! lesson table says what the table says.
+//! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these
+//! lessons, and the project README's lesson table says what the table says.
+//!
+//! - [`stage`]: a demo's stage machinery (waiting for its processes, private lines to forked
+//!   children, /proc readers), every call of it kept out of the trace.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
