@@ -69,6 +69,25 @@ fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
 }
 
+/// The level-triggered server and its client; the server's reads of /proc/self/fdinfo are staged.
+#[test]
+fn lesson_14_trace_matches_strace() {
+    compare_with_strace(14, 2);
+}
+
+/// The edge-triggered server and its client: EAGAIN ending each drain, /proc/self/fdinfo read in a stage.
+#[test]
+fn lesson_15_trace_matches_strace() {
+    compare_with_strace(15, 2);
+}
+
+/// The master and its eight forked children; their private lines and the master's /proc
+/// readers are stage machinery.
+#[test]
+fn lesson_15_herd_trace_matches_strace() {
+    compare_run_with_strace(15, &["herd"], 9);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]
@@ -76,16 +95,26 @@ fn lesson_18_trace_matches_strace() {
     compare_with_strace(18, 5);
 }
 
-/// Runs `lesson` under strace and compares, thread by thread; at least `threads` of them
-/// (the server's and the clients') must have made traced calls.
+/// Runs `lesson`'s demo under strace and compares, thread by thread; at least `threads` of
+/// them (the server's and the clients') must have made traced calls.
 fn compare_with_strace(lesson: u8, threads: usize) {
+    compare_run_with_strace(lesson, &[], threads);
+}
+
+/// [`compare_with_strace`] for the lesson run with `args` (a named part: `herd`).
+fn compare_run_with_strace(lesson: u8, args: &[&str], threads: usize) {
     util::require("strace");
-    let log = std::env::temp_dir().join(format!("socklab-strace-{lesson:02}-{}.txt", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "socklab-strace-{lesson:02}{}-{}.txt",
+        args.join("-"),
+        std::process::id()
+    ));
     let mut command = Command::new("strace");
     command
         .args(["-f", "-qq", "-e", &format!("trace={TRACED}"), "-o"])
         .arg(&log)
         .arg(util::lesson_program(lesson))
+        .args(args)
         .env("SOCKLAB_TRACE", "json");
     let output = util::run_with_deadline(command, Duration::from_secs(60));
     let strace_text = std::fs::read_to_string(&log).unwrap_or_default();
