@@ -144,6 +144,13 @@ pub const LESSONS: &[Lesson] = &[
         python: &["epoll_et_server.py", "epoll_et_client.py"],
     },
     Lesson {
+        number: 17,
+        slug: "reactor",
+        title: "The reactor",
+        summary: "handlers registered per descriptor, timers, one loop dispatching; an echo server and an idle timer on it",
+        python: &["selectors_echo_server.py", "selectors_echo_client.py"],
+    },
+    Lesson {
         number: 18,
         slug: "unix-sockets",
         title: "Unix domain sockets",
