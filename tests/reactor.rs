@@ -483,9 +483,14 @@ fn the_idle_timer_is_the_waits_timeout_and_lets_a_silent_client_go_no_sooner() {
 #[test]
 fn a_client_that_reads_late_gets_every_byte_and_the_echo_waits_for_writability() {
     let _alone = alone();
-    // More than the most the kernel holds for the two sockets together (tcp_wmem's maximum,
-    // 4 MiB here, for the server's send buffer; 8 KiB for the client's receive buffer).
-    const PAYLOAD: usize = 8 << 20;
+    // More than the kernel holds for the two sockets together: the server's send buffer grows
+    // at most to tcp_wmem's maximum (4 MiB here), the client's receive buffer is 8 KiB.
+    let most_sent: usize = util::tcp::sysctl("net/ipv4/tcp_wmem")
+        .split_whitespace()
+        .last()
+        .and_then(|max| max.parse().ok())
+        .expect("tcp_wmem's maximum");
+    let payload_len = most_sent + (1 << 20);
     let server = start_server(&["epoll", "60"]);
     // A small receive buffer, set before connect, so the window it offers is small.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
@@ -494,7 +499,7 @@ fn a_client_that_reads_late_gets_every_byte_and_the_echo_waits_for_writability()
     socket.connect(&addr.into()).expect("connect");
     let stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(PEER_LIMIT)).expect("SO_RCVTIMEO");
-    let sent: Vec<u8> = (0..PAYLOAD).map(|i| (i % 251) as u8).collect();
+    let sent: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
     let mut writer = stream.try_clone().expect("dup");
     let payload = sent.clone();
     let sender = std::thread::spawn(move || {
@@ -506,13 +511,13 @@ fn a_client_that_reads_late_gets_every_byte_and_the_echo_waits_for_writability()
     let waited = server.shows("{events=EPOLLOUT,");
     let mut echoed = Vec::new();
     (&stream)
-        .take(PAYLOAD as u64 + 1)
+        .take(payload_len as u64 + 1)
         .read_to_end(&mut echoed)
         .expect("read");
     sender.join().expect("the sender");
     let lines = server.stop_after("close(5");
     assert!(waited, "the server never asked for writability");
-    assert_eq!(echoed.len(), PAYLOAD, "every byte came back, and then end of file");
+    assert_eq!(echoed.len(), payload_len, "every byte came back, and then end of file");
     assert!(echoed == sent, "in order");
     let interest: Vec<&String> = lines
         .iter()
