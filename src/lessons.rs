@@ -175,6 +175,14 @@ pub const LESSONS: &[Lesson] = &[
         parts: &["herd"],
     },
     Lesson {
+        number: 17,
+        slug: "reactor",
+        title: "The reactor",
+        summary: "handlers registered per descriptor, timers, one loop dispatching; an echo server and an idle timer on it",
+        python: &["selectors_echo_server.py", "selectors_echo_client.py"],
+        parts: &[],
+    },
+    Lesson {
         number: 18,
         slug: "unix-sockets",
         title: "Unix domain sockets",

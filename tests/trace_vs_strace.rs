@@ -88,6 +88,13 @@ fn lesson_15_herd_trace_matches_strace() {
     compare_run_with_strace(15, &["herd"], 9);
 }
 
+/// The reactor's server thread (epoll_wait with a timer's timeout, handlers' calls, a registration
+/// closed mid-dispatch) and two client processes.
+#[test]
+fn lesson_17_trace_matches_strace() {
+    compare_with_strace(17, 3);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]
