@@ -5,12 +5,18 @@
 //! holds exactly its files (README.md, main.rs, expected.trace and the Python programs named
 //! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
 //! lesson table says what the table says.
+//!
+//! Stage machinery a demo shares lives beside it: [`Terminal`] (a client process whose stdin
+//! the demo types into).
+
+mod terminal;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Lessons import it from here, with the rest of their harness.
 pub use crate::context::Context;
 use crate::trace;
+pub use terminal::Terminal;
 
 /// One row of the curriculum.
 pub struct Lesson {

@@ -73,6 +73,27 @@ pub fn socklab() -> std::path::PathBuf {
     path
 }
 
+/// Not one of socklab's `--mux` loops but lesson 11's own select loop over the same room
+/// (`lesson-11 server`, `tests/chat_lesson11.rs`), which takes the grace as `grace SECONDS`.
+pub const LESSON_11: &str = "lesson-11";
+
+/// The program and arguments that run the room under `mux` on a port the kernel picks, the
+/// trace in `trace` mode: `socklab chat-server --mux MUX ...`, or lesson 11's `server`.
+pub fn server_argv(mux: &str, trace: &str) -> Vec<String> {
+    let (program, args) = if mux == LESSON_11 {
+        (util::lesson_program(11), vec!["server"])
+    } else {
+        (socklab(), vec!["chat-server", "--mux", mux])
+    };
+    std::iter::once(program.display().to_string())
+        .chain(
+            args.into_iter()
+                .chain(["--port", "0", "--trace", trace])
+                .map(String::from),
+        )
+        .collect()
+}
+
 /// A running `socklab chat-server`, killed (by its PID) when dropped.
 pub struct Server {
     child: Child,
@@ -89,9 +110,14 @@ impl Server {
 
     /// The same, with more arguments (`--grace 0.5`).
     pub fn start_with(mux: &str, args: &[&str]) -> Server {
-        let mut command = Command::new(socklab());
-        command.args(["chat-server", "--mux", mux, "--port", "0", "--trace", "off"]);
-        command.args(args);
+        let argv = server_argv(mux, "off");
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        if mux == LESSON_11 {
+            command.args(args.iter().map(|arg| arg.trim_start_matches("--")));
+        } else {
+            command.args(args);
+        }
         Server::start_command(command)
     }
 
@@ -681,10 +707,10 @@ pub fn with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning(mux: &st
          os.close(fd)\n\
          soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
          resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, hard))\n\
-         program = {program:?}\n\
-         os.execv(program, [program, 'chat-server', '--mux', {mux:?}, '--port', '0', '--trace', 'json'])\n",
+         argv = {argv:?}\n\
+         os.execv(argv[0], argv)\n",
         trace = trace.display().to_string(),
-        program = socklab().display().to_string()
+        argv = server_argv(mux, "json")
     );
     let mut command = Command::new("python3");
     command.args(["-c", &wrapper]);
