@@ -125,7 +125,7 @@ pub const LESSONS: &[Lesson] = &[
         number: 12,
         slug: "fd-setsize",
         title: "The FD_SETSIZE wall",
-        summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
+        summary: "fd 1024 has no bit in glibc's fd_set (nix panics, FD_SET aborts) but the kernel's pselect6 takes 1500; poll and epoll fine",
         python: &["fd_wall.py"],
     },
     Lesson {
