@@ -25,9 +25,9 @@
 //!   make lesson-11 ARGS="client --port 7000"        the select chat client, for a room you started
 //!
 //! `src/serve/select.rs` and `src/serve/driver.rs` are the production version of this loop
-//! (`socklab chat-server --mux select`): the same calls, plus what a server facing the world
-//! needs (a spare descriptor to turn newcomers away when out of descriptors, budgets per wake,
-//! the same driver under poll and epoll).
+//! (`socklab chat-server --mux select`): the same calls for each client, plus what a server
+//! facing the world needs (a spare descriptor to turn newcomers away politely when out of
+//! descriptors; one driver for select, poll and epoll, level- and edge-triggered).
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
