@@ -2,7 +2,8 @@
 //! nc, socat, Python's `socket`, std's TcpStream and `socklab chat-client`.
 //!
 //! Each event loop's file (`tests/chat_select.rs`, `chat_poll.rs`, `chat_epoll.rs`,
-//! `chat_epoll_et.rs`) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
+//! `chat_epoll_et.rs`; `chat_lesson11.rs` for lesson 11's own select loop, the cases that apply
+//! to it) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
 //! every test below and in [`flow`] (flow control under load, seed 003's client, the echo
 //! service's backpressure): the same room must behave the same under every loop. That
 //! includes urgent (MSG_OOB) data:
@@ -102,8 +103,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// `socklab chat-server --mux MUX --port 0 --trace off`: the kernel picks the port, and
-    /// the server's first line on stderr says which.
+    /// `socklab chat-server --mux MUX --port 0 --trace off` (or lesson 11's `server`): the
+    /// kernel picks the port, and the server's first line on stderr says which.
     pub fn start(mux: &str) -> Server {
         Server::start_with(mux, &[])
     }
