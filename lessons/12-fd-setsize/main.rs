@@ -43,6 +43,12 @@ const DEFAULT_PORT: u16 = 33333;
 const LIMIT: libc::rlim_t = 4096;
 /// The last descriptor an fd_set can hold: FD_SETSIZE - 1.
 const LAST_SELECTABLE: RawFd = select::SETSIZE as RawFd - 1;
+/// The first descriptor no fd_set has a bit for: FD_SETSIZE.
+const WALL: RawFd = select::SETSIZE as RawFd;
+/// Where the connection is moved last, for the kernel's own select: past glibc's wall.
+const FAR: RawFd = 1500;
+/// The bits of the set this program hands the kernel for it: twice glibc's.
+const BIG_SET: usize = 2048;
 /// How many finished handshakes may wait for accept.
 const BACKLOG: i32 = 5;
 /// At most this many bytes per recv.
@@ -159,13 +165,6 @@ fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
     sys::listen(&listener, BACKLOG).context("listen")?;
     Ok(listener)
 }
-
-/// Descriptor numbers put in an fd_set, and the wall past them.
-const WALL: RawFd = select::SETSIZE as RawFd;
-/// Where the connection is moved last, for the kernel's own select: past glibc's wall.
-const FAR: RawFd = 1500;
-/// The bits of the set this program hands the kernel for it: twice glibc's.
-const BIG_SET: usize = 2048;
 
 /// Puts the listener's copy on 1023 and serves `clients` clients, one after another: each is
 /// moved to 1024, where no fd_set has a bit for it, and then to 1500.
