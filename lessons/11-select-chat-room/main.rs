@@ -9,11 +9,12 @@
 //! self.outputs = []                                  outputs: clients whose output waits (a send took less)
 //! self.message_queues[connection] = Queue.Queue()    the room's outbox for each client
 //! while True:
-//!   readable, writable, exceptional = select.select(self.inputs, self.outputs, self.inputs, 10)
+//!   readable, writable, exceptional = select.select(self.inputs, self.outputs, self.inputs,
+//!                                                   g_select_timeout)
 //!                                                    select(inputs, outputs, every client, 10 s at most)
 //!   for s in readable:
 //!     if s is self.server: s.accept()                accept4 until EAGAIN; past descriptor 1023: refused
-//!     else: data = s.recv(1024)                      one recv, into the buffer the room lends (none: wait)
+//!     else: data = s.recv(self.__buffer_size)        one recv, into the buffer the room lends (none: wait)
 //!   for s in writable: ... cli.sendall(next_msg)     send the rest of what waits for s
 //!   for s in exceptional: ... s.close()              urgent data: the client goes
 //!                                                    then: the room's work; send at once; close who left

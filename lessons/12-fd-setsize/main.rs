@@ -2,8 +2,9 @@
 //! descriptors 0 to 1023 and no others; the kernel's own select has no such wall, and poll and
 //! epoll take any number the process may hold.
 //!
-//! Seed 003 says "a single process can watch at most 1024 descriptors with select, though the
-//! limit can be raised by editing the macro or recompiling the kernel". The limit is not on how
+//! Seed 003 says the number of descriptors a single process can watch with select "has a
+//! maximum, generally 1024 on Linux, though this limit can be raised by editing the macro
+//! definition or even recompiling the kernel". The limit is not on how
 //! many descriptors a process may *hold* (RLIMIT_NOFILE says that), but on their *numbers*: an
 //! fd_set is a bitmap of 1024 bits, so descriptor 1024 has no bit. And there is no FD_SETSIZE in
 //! the kernel to recompile. This program raises the descriptor limit, puts a client's
