@@ -193,8 +193,7 @@ fn hold_high_and_serve(listener: &OwnedFd, clients: usize, wait_ms: u16) -> Resu
 fn serve_one(listener: &OwnedFd, last: &OwnedFd, first: bool, wait_ms: u16) -> Result<(), String> {
     select_on_the_last_bit(last, wait_ms)?;
     trace::explain("the lowest free number; a server already holding 4 to 1023 would get 1024 here");
-    let (accepted, peer) = sys::accept4(listener, SockFlag::SOCK_CLOEXEC).context("accept4")?;
-    trace::say(format!("connected by {peer}"));
+    let (accepted, _peer) = sys::accept4(listener, SockFlag::SOCK_CLOEXEC).context("accept4")?;
     trace::explain(
         "one call puts the connection where a busy server's accept4 would: 1024, the first number past the wall",
     );
