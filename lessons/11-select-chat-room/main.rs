@@ -193,7 +193,8 @@ impl<'l> Server<'l> {
             for id in exceptional.fds() {
                 self.urgent(id as ClientId);
             }
-            // Accepts last: a number a client left this time round cannot yet be handed out again.
+            // Accepts last, after the clients inside were served. (Closes come later still, in
+            // settle: a number is never handed out again while this round acts on its client.)
             if readable.contains(listener) {
                 self.accept_all()?;
             }
