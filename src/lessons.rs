@@ -213,9 +213,17 @@ pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std:
 /// # Errors
 /// When the child cannot start or does not exit with status 0.
 pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result<(), String> {
-    let status = spawn_process(actor, role, port, words)
-        .and_then(|mut child| trace::stage(|| child.wait()))
-        .map_err(|e| format!("{actor}: {e}"))?;
+    let child = spawn_process(actor, role, port, words).map_err(|e| format!("{actor}: {e}"))?;
+    wait_process(actor, child)
+}
+
+/// Waits for a process [`spawn_process`] started, named `actor` in the trace. Waiting is
+/// plumbing (staged); a child that fails fails the demo.
+///
+/// # Errors
+/// When the wait fails, or the child does not exit with status 0.
+pub fn wait_process(actor: &str, mut child: std::process::Child) -> Result<(), String> {
+    let status = trace::stage(|| child.wait()).map_err(|e| format!("{actor}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
