@@ -708,7 +708,7 @@ mod tests {
             .map(|item| match item {
                 Item::Whole(c) => c.enter_t,
                 Item::Resumed(c) => c.exit_t,
-                Item::Unfinished { t, .. } | Item::Say { t, .. } => *t,
+                Item::Unfinished { t, .. } | Item::Say { t, .. } | Item::Mark { t, .. } => *t,
                 Item::Repeat { last_t, .. } => *last_t,
             })
             .collect();
