@@ -93,18 +93,15 @@ fn demo() -> Outcome {
     trace::explain("port 0 asked the kernel to choose; this asks which port it chose");
     let bound = sys::getsockname(&listener).context("getsockname")?;
     let port = bound.as_sockaddr_in().map_or(0, |a| a.port());
-    let mut client = lessons::spawn_process("client#1", "client", port, &[]).context("starting client#1")?;
+    let client = lessons::spawn_process("client#1", "client", port, &[]).context("starting client#1")?;
     let result = hold_high_and_serve(&listener, 1, DEMO_WAIT_MS);
     // Closed before waiting for the client: if serving failed, a connection still queued here
     // is reset, and the client stops waiting for an answer.
     trace::explain("the listener's last descriptor: a connection still waiting in its queue would be reset");
     sys::close(listener).context("close")?;
-    let status = trace::stage(|| client.wait()).context("waiting for client#1")?;
+    let waited = lessons::wait_process("client#1", client);
     result?;
-    if !status.success() {
-        return Err(format!("client#1 ended with {status}").into());
-    }
-    Ok(())
+    Ok(waited?)
 }
 
 /// The same server for a client of yours: `nc 127.0.0.1 7000`, type a line.
