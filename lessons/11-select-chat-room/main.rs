@@ -382,7 +382,10 @@ impl<'l> Server<'l> {
                 set.remove(id as i32);
             }
             self.open -= 1;
-            trace::say(format!("client {id} goes: {why}"));
+            // exit, end of file and a failure show in the recv or send before; the timers' don't.
+            if matches!(why, CloseReason::StoppedReading | CloseReason::TooFarBehind) {
+                trace::say(format!("client {id} goes: {why}"));
+            }
             let _ = sys::close(socket);
         }
     }
