@@ -6,16 +6,19 @@
 //! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these
 //! lessons, and the project README's lesson table says what the table says.
 //!
-//! - [`stage`]: a demo's stage machinery (waiting for its processes, private lines to forked
-//!   children, /proc readers), every call of it kept out of the trace.
+//! Stage machinery a demo shares lives beside it, every call of it kept out of the trace:
+//! - [`stage`]: waiting for a demo's processes, private lines to forked children, /proc readers;
+//! - [`Terminal`]: a client process whose stdin the demo types into.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Lessons import it from here, with the rest of their harness.
 pub use crate::context::Context;
 use crate::trace;
+pub use terminal::Terminal;
 
 pub mod stage;
+mod terminal;
 
 /// One row of the curriculum.
 pub struct Lesson {
@@ -146,7 +149,7 @@ pub const LESSONS: &[Lesson] = &[
         number: 12,
         slug: "fd-setsize",
         title: "The FD_SETSIZE wall",
-        summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
+        summary: "fd 1024 has no bit in glibc's fd_set (nix panics, FD_SET aborts) but the kernel's pselect6 takes 1500; poll and epoll fine",
         python: &["fd_wall.py"],
         parts: &[],
     },

@@ -12,7 +12,7 @@
 //! A line as `make lesson-N` prints it is brought to the plain form first: its time and its
 //! `[blocked …]` go, and the values that change from run to run take the plain form's words (a
 //! port in `htons(…)` or in narration is `PORT`, an address of 6 or more hex digits `0xADDR`, the
-//! child's pid in clone's result and in wait4's `PID`). Narration whose plain form is a
+//! child's pid in clone's result and in wait4's `PID`, the time select had left `left {…}`). Narration whose plain form is a
 //! measurement (`» ~ …`) is compared with its numbers as `N`. Runs of spaces count as one.
 //!
 //! The lessons in [`TAGGED`] show their traces this way and must keep at least one block.
@@ -26,7 +26,7 @@ use socklab::trace::expected::{self, TABLE_NOTES};
 use socklab::trace::render::{digits_to_n, ports_in_text};
 
 /// Lessons whose README trace excerpts are all marked `trace` (others may join by marking theirs).
-const TAGGED: &[u8] = &[1, 2, 3, 4, 5, 6, 13, 14, 15];
+const TAGGED: &[u8] = &[1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15];
 
 #[test]
 fn every_trace_excerpt_in_a_readme_is_in_the_expected_trace() {
@@ -166,9 +166,20 @@ fn to_plain(line: &str) -> String {
     let rest = if rest.starts_with("» ") {
         ports_in_text(rest)
     } else {
-        pids(&addresses(&ports(rest)))
+        time_left(&pids(&addresses(&ports(rest))))
     };
     format!("{actor:<10}{rest}")
+}
+
+/// pselect6's `left {tv_sec=4, tv_nsec=999996264}` is `left {…}`: the kernel's own remainder.
+fn time_left(call: &str) -> String {
+    let Some(at) = call.find("left {tv_sec=") else {
+        return call.to_string();
+    };
+    let Some(end) = call[at..].find('}') else {
+        return call.to_string();
+    };
+    format!("{}left {{…}}{}", &call[..at], &call[at + end + 1..])
 }
 
 /// `htons(40123)` is `htons(PORT)`; `htons(0)` stays.

@@ -64,6 +64,14 @@ fn lesson_11_trace_matches_strace() {
     compare_with_strace(11, 2);
 }
 
+/// The server, the client process, and two forked children that abort (the libc crate's
+/// FD_SET, glibc's __fdelt_chk) before making a traced call; descriptors moved to 1023, 1024
+/// and 1500 by fcntl(F_DUPFD_CLOEXEC), and pselect6 with a 2,048-bit set.
+#[test]
+fn lesson_12_trace_matches_strace() {
+    compare_with_strace(12, 2);
+}
+
 #[test]
 fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);

@@ -270,7 +270,11 @@ fn port_of(name: &[u8]) -> usize {
 /// `/who` answers the one who asked, in a room of 5,000 (under select, as many as fit below
 /// FD_SETSIZE: 1,000). The others read their join notices, as clients do.
 pub fn who_answers_the_asker_in_a_room_of_five_thousand(mux: &str) {
-    let room = if mux == "select" { 1000 } else { 5000 };
+    let room = if mux == "select" || mux == super::LESSON_11 {
+        1000
+    } else {
+        5000
+    };
     let mut server = Server::start(mux);
     let others = Drain::new();
     // In batches smaller than the listen backlog (128), each welcomed before the next comes:
