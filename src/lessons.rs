@@ -2,9 +2,9 @@
 //!
 //! The table is the one place lessons are registered: `make lessons` prints it, and
 //! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
-//! holds exactly its files (README.md, main.rs, expected.trace and the Python programs named
-//! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
-//! lesson table says what the table says.
+//! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
+//! of its parts, and the Python programs named here), Cargo.toml's `[[example]]` list is exactly
+//! these lessons, and the project README's lesson table says what the table says.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -23,6 +23,9 @@ pub struct Lesson {
     /// by `make python-N` (`lessons/run_python.py`); `tests/python_programs.rs` checks their
     /// system calls under strace.
     pub python: &'static [&'static str],
+    /// The demo's named parts, each run by itself (`make lesson-7 ARGS=herd`) and checked
+    /// against its own `expected.PART.trace`, as the demo is against `expected.trace`.
+    pub parts: &'static [&'static str],
 }
 
 impl Lesson {
@@ -35,6 +38,15 @@ impl Lesson {
     pub fn example(&self) -> String {
         format!("lesson-{:02}", self.number)
     }
+
+    /// `expected.trace` for the demo, `expected.PART.trace` for a part: the file in the
+    /// lesson's folder that holds its trace.
+    pub fn expected_file(&self, part: Option<&str>) -> String {
+        match part {
+            None => "expected.trace".into(),
+            Some(part) => format!("expected.{part}.trace"),
+        }
+    }
 }
 
 pub const LESSONS: &[Lesson] = &[
@@ -44,6 +56,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "A blocking echo server",
         summary: "socket, bind, listen, accept (blocks!), recv, send, close; a client's connect",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 2,
@@ -51,6 +64,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "UDP: datagrams, no connections",
         summary: "recvfrom/sendto, message boundaries kept, connect() on UDP, ECONNREFUSED",
         python: &["seed_server.py", "seed_client.py", "early_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 3,
@@ -58,6 +72,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Addresses, ports and byte order",
         summary: "getaddrinfo, sockaddr_in vs sockaddr_in6, htons, port 0 and getsockname, IPV6_V6ONLY",
         python: &["addresses.py"],
+        parts: &[],
     },
     Lesson {
         number: 4,
@@ -65,6 +80,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Socket options",
         summary: "EADDRINUSE from TIME_WAIT and SO_REUSEADDR, buffer sizes doubled, timeouts, linger",
         python: &["seed_server.py", "seed_client.py", "options.py"],
+        parts: &[],
     },
     Lesson {
         number: 5,
@@ -72,6 +88,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "TCP is a byte stream",
         summary: "one send is not one recv, a short send, line framing, EOF, shutdown(SHUT_WR)",
         python: &["tsTserv.py", "tsTclnt.py", "sendall.py"],
+        parts: &[],
     },
     Lesson {
         number: 6,
@@ -79,6 +96,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Broken pipes and resets",
         summary: "SIGPIPE kills a child, EPIPE with MSG_NOSIGNAL, ECONNRESET after SO_LINGER 0",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 7,
@@ -86,6 +104,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Iterative, forking, threaded and prefork servers",
         summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
         python: &["tsTservSS.py", "tsTclntSS.py", "seed_server.py", "seed_client.py"],
+        parts: &["backlog"],
     },
     Lesson {
         number: 8,
@@ -93,6 +112,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Non-blocking sockets",
         summary: "O_NONBLOCK, EAGAIN, what busy-polling burns, non-blocking connect and SO_ERROR",
         python: &["nonblocking.py"],
+        parts: &[],
     },
     Lesson {
         number: 9,
@@ -100,6 +120,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "select(2)",
         summary: "select on stdin and on sockets with a timeout; nfds, sets and timeout rewritten; pselect6",
         python: &["select_stdin.py", "select_sockets.py", "greeter.py"],
+        parts: &[],
     },
     Lesson {
         number: 10,
@@ -107,6 +128,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "An echo server on select",
         summary: "many clients, one thread: a readable listener means accept won't block; EOF removes a client",
         python: &["select_echo_server.py", "select_echo_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 11,
@@ -114,6 +136,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "The select chat room",
         summary: "the seed's chat room done right: per-client output queues, write interest only while output waits",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 12,
@@ -121,6 +144,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "The FD_SETSIZE wall",
         summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
         python: &["fd_wall.py"],
+        parts: &[],
     },
     Lesson {
         number: 13,
@@ -128,6 +152,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "poll(2)",
         summary: "the pollfd array, events vs revents, POLLHUP/POLLERR/POLLNVAL made to happen; the room on poll",
         python: &["poll_echo_server.py", "poll_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 14,
@@ -135,6 +160,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, level-triggered",
         summary: "epoll_create1/ctl/wait, interest list vs ready list, reported again while data remains",
         python: &["epoll_server.py", "epoll_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 15,
@@ -142,6 +168,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
         python: &["epoll_et_server.py", "epoll_et_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 18,
@@ -149,6 +176,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Unix domain sockets",
         summary: "path and abstract names, socketpair, SO_PEERCRED, a listener hands connections to workers (SCM_RIGHTS)",
         python: &["unix_fd_passing.py"],
+        parts: &[],
     },
 ];
 

@@ -1,6 +1,6 @@
 //! Every lesson is registered, its folder holds exactly its files, Cargo.toml and the project
-//! README agree with the registry, and its demo runs by itself, exits 0 and prints, actor by
-//! actor, the trace its `expected.trace` shows.
+//! README agree with the registry, and its demo (and each of its parts) runs by itself, exits 0
+//! and prints, actor by actor, the trace its `expected.trace` (`expected.PART.trace`) shows.
 
 mod util;
 
@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use socklab::lessons::LESSONS;
+use socklab::lessons::{LESSONS, Lesson};
 use socklab::trace::expected;
 
 /// A demo finishes in a few seconds; this is the limit before it counts as hung.
@@ -42,12 +42,14 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
     }
 }
 
-/// The files a lesson's folder must hold: its three, and the Python programs the table names.
-fn registered_files(lesson: &socklab::lessons::Lesson) -> BTreeSet<String> {
+/// The files a lesson's folder must hold: its three, a trace for each part, and the Python
+/// programs the table names.
+fn registered_files(lesson: &Lesson) -> BTreeSet<String> {
     ["README.md", "main.rs", "expected.trace"]
         .iter()
         .chain(lesson.python)
         .map(|name| name.to_string())
+        .chain(lesson.parts.iter().map(|part| lesson.expected_file(Some(part))))
         .collect()
 }
 
@@ -159,71 +161,94 @@ fn the_readme_lesson_table_is_the_registry() {
 
 #[test]
 fn every_demo_prints_its_expected_trace() {
-    let mut failures = Vec::new();
-    for lesson in LESSONS {
-        let mut command = Command::new(util::lesson_program(lesson.number));
-        command.env("SOCKLAB_TRACE", "plain").env_remove("NO_COLOR");
-        let output = util::run_with_deadline(command, DEMO_LIMIT);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            failures.push(format!(
-                "{}: exited with {}\nstderr: {}",
-                lesson.folder(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
+    let failures: Vec<String> = demos_and_parts()
+        .into_iter()
+        .filter_map(|(lesson, part)| prints_its_expected_trace(lesson, part).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Every demo, and every part of one: `(lesson, None)`, then `(lesson, Some(part))` for each part.
+fn demos_and_parts() -> Vec<(&'static Lesson, Option<&'static str>)> {
+    LESSONS
+        .iter()
+        .flat_map(|lesson| {
+            std::iter::once(None)
+                .chain(lesson.parts.iter().copied().map(Some))
+                .map(move |part| (lesson, part))
+        })
+        .collect()
+}
+
+/// Runs the demo (or one part of it) and compares its plain trace, actor by actor, with the
+/// expected one.
+fn prints_its_expected_trace(lesson: &Lesson, part: Option<&str>) -> Result<(), String> {
+    let name = match part {
+        None => lesson.folder(),
+        Some(part) => format!("{} {part}", lesson.folder()),
+    };
+    let mut command = Command::new(util::lesson_program(lesson.number));
+    command.args(part).env("SOCKLAB_TRACE", "plain").env_remove("NO_COLOR");
+    let output = util::run_with_deadline(command, DEMO_LIMIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{name}: exited with {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let expected_path = util::root()
+        .join("lessons")
+        .join(lesson.folder())
+        .join(lesson.expected_file(part));
+    let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    let want = expected::by_actor(&expected_text);
+    let got = expected::by_actor(&stdout);
+    if got.is_empty() || want.is_empty() {
+        return Err(format!(
+            "{name}: the demo or {} holds no trace at all",
+            expected_path.display()
+        ));
+    }
+    if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
+        return Err(format!(
+            "{name}: actors differ: expected {:?}, got {:?}",
+            want.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>()
+        ));
+    }
+    let regenerate = match part {
+        None => format!("make expected-{}", lesson.number),
+        Some(part) => format!("make expected-{} ARGS={part}", lesson.number),
+    };
+    let mut differences = Vec::new();
+    for (actor, want_lines) in &want {
+        let got_lines = &got[actor];
+        if let Some(at) = (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i)) {
+            differences.push(format!(
+                "{name} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `{regenerate}` only if the change is intended)",
+                at + 1,
+                want_lines.get(at),
+                got_lines.get(at),
             ));
-            continue;
-        }
-        let expected_path = util::root()
-            .join("lessons")
-            .join(lesson.folder())
-            .join("expected.trace");
-        let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        let want = expected::by_actor(&expected_text);
-        let got = expected::by_actor(&stdout);
-        if got.is_empty() || want.is_empty() {
-            failures.push(format!(
-                "{}: the demo or expected.trace holds no trace at all",
-                lesson.folder()
-            ));
-            continue;
-        }
-        if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
-            failures.push(format!(
-                "{}: actors differ: expected {:?}, got {:?}",
-                lesson.folder(),
-                want.keys().collect::<Vec<_>>(),
-                got.keys().collect::<Vec<_>>()
-            ));
-            continue;
-        }
-        for (actor, want_lines) in &want {
-            let got_lines = &got[actor];
-            if let Some(at) =
-                (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i))
-            {
-                failures.push(format!(
-                    "{} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `make expected-{}` only if the change is intended)",
-                    lesson.folder(),
-                    at + 1,
-                    want_lines.get(at),
-                    got_lines.get(at),
-                    lesson.number
-                ));
-            }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(differences.join("\n\n"))
+    }
 }
 
 #[test]
 fn notes_follow_the_calls_they_explain() {
     // A note line must come right after a call line: by_actor relies on it, and so does a reader.
-    for lesson in LESSONS {
+    for (lesson, part) in demos_and_parts() {
         let path = util::root()
             .join("lessons")
             .join(lesson.folder())
-            .join("expected.trace");
+            .join(lesson.expected_file(part));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let mut previous_was_call = false;
         for line in text.lines() {

@@ -79,20 +79,28 @@ fn lesson_18_trace_matches_strace() {
 /// Runs `lesson` under strace and compares, thread by thread; at least `threads` of them
 /// (the server's and the clients') must have made traced calls.
 fn compare_with_strace(lesson: u8, threads: usize) {
+    compare_part_with_strace(lesson, None, threads);
+}
+
+/// [`compare_with_strace`] for the demo (`part` None) or one of its named parts; returns
+/// strace's log, for a test that looks further into it.
+fn compare_part_with_strace(lesson: u8, part: Option<&str>, threads: usize) -> String {
     util::require("strace");
-    let log = std::env::temp_dir().join(format!("socklab-strace-{lesson:02}-{}.txt", std::process::id()));
+    let name = format!("{lesson:02}{}", part.map_or(String::new(), |p| format!("-{p}")));
+    let log = std::env::temp_dir().join(format!("socklab-strace-{name}-{}.txt", std::process::id()));
     let mut command = Command::new("strace");
     command
         .args(["-f", "-qq", "-e", &format!("trace={TRACED}"), "-o"])
         .arg(&log)
         .arg(util::lesson_program(lesson))
+        .args(part)
         .env("SOCKLAB_TRACE", "json");
     let output = util::run_with_deadline(command, Duration::from_secs(60));
     let strace_text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert!(
         output.status.success(),
-        "lesson {lesson} under strace failed: {}",
+        "lesson {name} under strace failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 
@@ -101,7 +109,7 @@ fn compare_with_strace(lesson: u8, threads: usize) {
     let killed = killed_by_a_signal(&strace_text);
     assert!(
         ours.len() >= threads,
-        "lesson {lesson} printed calls from {} thread(s); expected at least {threads}",
+        "lesson {name} printed calls from {} thread(s); expected at least {threads}",
         ours.len()
     );
     for (tid, our_lines) in &ours {
@@ -151,6 +159,7 @@ fn compare_with_strace(lesson: u8, threads: usize) {
             "thread {tid}: too few calls to be a meaningful comparison"
         );
     }
+    strace_text
 }
 
 /// Whitespace runs become one space (strace pads `=` to a column counted from its pid
