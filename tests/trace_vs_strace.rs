@@ -69,6 +69,31 @@ fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
 }
 
+/// The demo forks each server; the forking server forks a child per connection; the
+/// threading server starts a thread per connection.
+#[test]
+fn lesson_07_trace_matches_strace() {
+    compare_with_strace(7, 10);
+}
+
+/// The master, four workers blocked in accept4, four clients.
+#[test]
+fn lesson_07_prefork_trace_matches_strace() {
+    compare_part_with_strace(7, Some("prefork"), 9);
+}
+
+/// The master, four pollers, a client; the master's control lines to the pollers are staged.
+#[test]
+fn lesson_07_herd_trace_matches_strace() {
+    compare_part_with_strace(7, Some("herd"), 6);
+}
+
+/// The server and four clients; its /proc readings are staged.
+#[test]
+fn lesson_07_backlog_trace_matches_strace() {
+    compare_part_with_strace(7, Some("backlog"), 5);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]
@@ -254,13 +279,15 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
         // A call strace shows as `= ? ERESTARTSYS` was interrupted by a stop of strace's own
         // and restarted by the kernel without the program seeing it: its real return is the
         // next line. That line shows the arguments of the restart (a pselect6 restarts with
-        // the time that was left), the program's call is the first: keep its arguments.
+        // the time that was left), the program's call is the first: keep its arguments. Unless
+        // the first shows an argument the kernel fills in as a bare address (wait4's status,
+        // not filled in when it was interrupted): then the restart's line is the call's.
         if let Some((call, _)) = whole.split_once(" = ? ERESTART") {
             restarted.insert(tid, call.to_string());
             continue;
         }
         let whole = match (restarted.remove(&tid), whole.rsplit_once(" = ")) {
-            (Some(call), Some((_, ret))) => format!("{call} = {ret}"),
+            (Some(call), Some((_, ret))) if !normalise(&call).contains("ADDR") => format!("{call} = {ret}"),
             _ => whole,
         };
         threads.entry(tid).or_default().push(normalise(&whole));
