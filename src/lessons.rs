@@ -6,6 +6,8 @@
 //! of its parts, and the Python programs named here), Cargo.toml's `[[example]]` list is exactly
 //! these lessons, and the project README's lesson table says what the table says.
 
+pub mod backstage;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Lessons import it from here, with the rest of their harness.
@@ -104,7 +106,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Iterative, forking, threaded and prefork servers",
         summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
         python: &["tsTservSS.py", "tsTclntSS.py", "seed_server.py", "seed_client.py"],
-        parts: &["backlog"],
+        parts: &["prefork", "herd", "backlog"],
     },
     Lesson {
         number: 8,
@@ -235,9 +237,16 @@ pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std:
 /// # Errors
 /// When the child cannot start or does not exit with status 0.
 pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result<(), String> {
-    let status = spawn_process(actor, role, port, words)
-        .and_then(|mut child| trace::stage(|| child.wait()))
-        .map_err(|e| format!("{actor}: {e}"))?;
+    let child = spawn_process(actor, role, port, words).map_err(|e| format!("{actor}: {e}"))?;
+    wait_process(actor, child)
+}
+
+/// Waits for a process [`spawn_process`] started (staged: the demo waiting is not the lesson).
+///
+/// # Errors
+/// When waiting fails or the child does not exit with status 0.
+pub fn wait_process(actor: &str, mut child: std::process::Child) -> Result<(), String> {
+    let status = trace::stage(|| child.wait()).map_err(|e| format!("{actor}: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -1,0 +1,148 @@
+//! A demo's machinery, kept out of the trace: /proc readings of its processes, control lines to its children.
+//!
+//! A demo sometimes has to know what another process is doing (is client#2 asleep in recvfrom
+//! yet? did the three workers that lost the race even wake up?) or to tell a child when to go.
+//! None of that is the lesson, so everything here runs inside [`trace::stage`]: our trace shows
+//! none of it, and the strace comparison (tests/trace_vs_strace.rs) leaves its calls out, as
+//! it leaves out everything between a stage's markers.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, setsockopt, sockopt};
+use nix::sys::time::TimeVal;
+use nix::unistd::Pid;
+
+use crate::trace;
+
+/// The syscall numbers poll(2) may arrive as.
+pub const POLL: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
+
+/// Whether `pid` sleeps inside one of `syscalls`. `/proc/PID/syscall` starts with the number of
+/// the syscall a sleeping process is in (`288 0x3 …` in accept4 on x86_64) and says `running`
+/// otherwise.
+pub fn asleep_in(pid: Pid, syscalls: &[i64]) -> bool {
+    let text = trace::stage(|| std::fs::read_to_string(format!("/proc/{pid}/syscall"))).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+    number.is_some_and(|n| syscalls.contains(&n))
+}
+
+/// Waits, at most `patience`, until every process in `pids` sleeps in one of `syscalls`;
+/// returns how many do. Nothing tells one process when another has gone to sleep, so this
+/// looks every millisecond.
+pub fn wait_until_asleep(pids: &[Pid], syscalls: &[i64], patience: Duration) -> usize {
+    let started = Instant::now();
+    loop {
+        let asleep = pids.iter().filter(|&&pid| asleep_in(pid, syscalls)).count();
+        if asleep == pids.len() || started.elapsed() >= patience {
+            return asleep;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `voluntary_ctxt_switches` in /proc/PID/status: how many times the process has gone to
+/// sleep. A process the kernel never wakes keeps the same count.
+pub fn context_switches(pid: Pid) -> Option<u64> {
+    let text = trace::stage(|| std::fs::read_to_string(format!("/proc/{pid}/status"))).ok()?;
+    let line = text.lines().find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `TcpExt: ListenOverflows` in /proc/net/netstat: how many handshakes the listeners of this
+/// machine (all of them, not only the demo's) dropped because an accept queue was full; what
+/// `nstat -az TcpExtListenOverflows` prints.
+pub fn listen_overflows() -> u64 {
+    let table = trace::stage(|| std::fs::read_to_string("/proc/net/netstat")).unwrap_or_default();
+    let mut rows = table.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return 0;
+    };
+    let column = names.split_whitespace().position(|name| name == "ListenOverflows");
+    column
+        .and_then(|c| values.split_whitespace().nth(c))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One end of a private line between a demo's master and one of its children (an AF_UNIX
+/// `SOCK_SEQPACKET` pair, so each word arrives whole), for the master to say when a child may
+/// go on and the child to say what happened. Made, used and closed backstage.
+pub struct Line(Option<OwnedFd>);
+
+/// How long either end waits to hear a word before giving up: the other side is stuck.
+const LINE_PATIENCE: Duration = Duration::from_secs(10);
+/// The longest word a line carries.
+const WORD_MAX: usize = 32;
+
+impl Line {
+    /// Both ends of a new line: fork, and keep one end on each side.
+    ///
+    /// # Errors
+    /// When the socketpair cannot be made.
+    pub fn pair() -> Result<(Line, Line), String> {
+        trace::stage(|| {
+            let (a, b) =
+                nix::sys::socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+                    .map_err(|e| format!("socketpair for a control line: {e}"))?;
+            let patience = TimeVal::new(LINE_PATIENCE.as_secs() as _, 0);
+            for end in [&a, &b] {
+                setsockopt(end, sockopt::ReceiveTimeout, &patience).map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+            }
+            Ok((Line(Some(a)), Line(Some(b))))
+        })
+    }
+
+    /// Sends one word to the other end.
+    ///
+    /// # Errors
+    /// When the other end is gone.
+    pub fn tell(&self, word: &str) -> Result<(), String> {
+        let fd = self.fd()?;
+        trace::stage(|| nix::sys::socket::send(fd, word.as_bytes(), MsgFlags::MSG_NOSIGNAL))
+            .map(drop)
+            .map_err(|e| format!("telling {word:?} on a control line: {e}"))
+    }
+
+    /// Waits (at most ten seconds) for the next word from the other end.
+    ///
+    /// # Errors
+    /// When the other end closed or said nothing in time.
+    pub fn hear(&self) -> Result<String, String> {
+        let fd = self.fd()?;
+        let mut word = [0u8; WORD_MAX];
+        // A receive timeout makes a signal interrupt the wait even with SA_RESTART (signal(7));
+        // under strace even an ignored SIGCHLD does: wait again.
+        let n = trace::stage(|| {
+            loop {
+                match nix::sys::socket::recv(fd, &mut word, MsgFlags::empty()) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            }
+        })
+        .map_err(|e| format!("waiting on a control line: {e}"))?;
+        if n == 0 {
+            return Err("the other end of a control line closed".into());
+        }
+        Ok(String::from_utf8_lossy(&word[..n]).into_owned())
+    }
+
+    fn fd(&self) -> Result<i32, String> {
+        self.0
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| "a closed control line".to_string())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let end = self.0.take();
+        trace::stage(|| drop(end));
+    }
+}
