@@ -94,6 +94,13 @@ fn lesson_07_backlog_trace_matches_strace() {
     compare_part_with_strace(7, Some("backlog"), 5);
 }
 
+/// The server, client#1 and client#2; the server's busy-poll is hundreds of identical
+/// recvfrom calls, one record with `"repeat": N` in our trace.
+#[test]
+fn lesson_08_trace_matches_strace() {
+    compare_with_strace(8, 3);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]
