@@ -101,6 +101,13 @@ fn lesson_08_trace_matches_strace() {
     compare_with_strace(8, 3);
 }
 
+/// The reader (listing 14, its stdin a pipe the demo types into backstage), the server thread
+/// and listing 15's client: pselect6 lines verbatim, `left {…}` in the kernel's nanoseconds.
+#[test]
+fn lesson_09_trace_matches_strace() {
+    compare_with_strace(9, 3);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]

@@ -1,14 +1,19 @@
-//! A demo's machinery, kept out of the trace: /proc readings of its processes, control lines to its children.
+//! A demo's machinery, kept out of the trace: /proc readings, control lines, a typing keyboard.
 //!
 //! A demo sometimes has to know what another process is doing (is client#2 asleep in recvfrom
-//! yet? did the three workers that lost the race even wake up?) or to tell a child when to go.
-//! None of that is the lesson, so everything here runs inside [`trace::stage`]: our trace shows
-//! none of it, and the strace comparison (tests/trace_vs_strace.rs) leaves its calls out, as
-//! it leaves out everything between a stage's markers.
+//! yet? did the three workers that lost the race even wake up?), to tell a child when to go, or
+//! to play a person typing at a terminal. None of that is the lesson, so everything here runs
+//! inside [`trace::stage`]: our trace shows none of it (what the keyboard types is narrated),
+//! and the strace comparison (tests/trace_vs_strace.rs) leaves its calls out, as it leaves out
+//! everything between a stage's markers.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use nix::unistd::Pid;
@@ -145,4 +150,92 @@ impl Drop for Line {
         let end = self.0.take();
         trace::stage(|| drop(end));
     }
+}
+
+/// Where a [`Typist`]'s pipe ends go: above any number a lesson's own sockets take, so that
+/// they never shift the numbers the lesson's trace shows.
+const OUT_OF_THE_WAY: RawFd = 64;
+
+/// A process of this same program whose stdin is a pipe the demo types into: the demo playing
+/// a person at a terminal. Starting it, typing and Ctrl-D are backstage; what is typed is
+/// narrated by whoever types it.
+pub struct Typist {
+    name: String,
+    child: Child,
+    keys: Option<File>,
+}
+
+impl Typist {
+    /// Starts this program again with `words` (and `--actor name`), its stdin a pipe.
+    ///
+    /// # Errors
+    /// When the pipe cannot be made or the program cannot start.
+    pub fn start(name: &str, words: &[&str]) -> Result<Typist, String> {
+        trace::stage(|| {
+            let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+            let reader = out_of_the_way(reader)?;
+            let writer = File::from(out_of_the_way(writer)?);
+            let program = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+            let child = Command::new(program)
+                .args(words)
+                .args(["--actor", name])
+                .env(trace::TRACE_ENV, trace::mode().name())
+                .stdin(Stdio::from(reader))
+                .spawn()
+                .map_err(|e| format!("starting {name}: {e}"))?;
+            Ok(Typist {
+                name: name.to_string(),
+                child,
+                keys: Some(writer),
+            })
+        })
+    }
+
+    /// The actor name it was started with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Types `text` into its stdin, and says so.
+    ///
+    /// # Errors
+    /// When its stdin is closed, or the process is gone.
+    pub fn types(&self, text: &str) -> Result<(), String> {
+        trace::say(format!("types {text:?} into {}", self.name));
+        let mut keys = self.keys.as_ref().ok_or("that stdin is closed")?;
+        trace::stage(|| keys.write_all(text.as_bytes())).map_err(|e| format!("typing into {}: {e}", self.name))
+    }
+
+    /// Like Ctrl-D at a terminal: closes its stdin, so its next read returns 0. Says so.
+    pub fn presses_ctrl_d(&mut self) {
+        trace::say(format!("presses Ctrl-D in {}'s terminal", self.name));
+        let keys = self.keys.take();
+        trace::stage(|| drop(keys));
+    }
+
+    /// Waits for it to end.
+    ///
+    /// # Errors
+    /// When it does not exit with status 0.
+    pub fn wait(mut self) -> Result<(), String> {
+        let keys = self.keys.take();
+        let status = trace::stage(|| {
+            drop(keys);
+            self.child.wait()
+        })
+        .map_err(|e| format!("waiting for {}: {e}", self.name))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{} ended with {status}", self.name))
+        }
+    }
+}
+
+/// Moves a descriptor to the lowest free number from [`OUT_OF_THE_WAY`] up (and closes the old one).
+fn out_of_the_way(fd: OwnedFd) -> Result<OwnedFd, String> {
+    let high =
+        nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(OUT_OF_THE_WAY)).map_err(|e| format!("F_DUPFD: {e}"))?;
+    // SAFETY: fcntl just returned this descriptor, a fresh duplicate that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
