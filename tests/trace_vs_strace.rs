@@ -108,6 +108,13 @@ fn lesson_09_trace_matches_strace() {
     compare_with_strace(9, 3);
 }
 
+/// The server thread's select loop and three client processes; the keyboard that types into
+/// the clients' stdin, and waits for the server's loop through /proc, is backstage.
+#[test]
+fn lesson_10_trace_matches_strace() {
+    compare_with_strace(10, 4);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]

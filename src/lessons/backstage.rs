@@ -74,6 +74,74 @@ pub fn listen_overflows() -> u64 {
         .unwrap_or(0)
 }
 
+/// A thread of this process that spends its life in one loop around one waiting call (an
+/// event loop asleep in pselect6), watched through `/proc/self/task/TID`: the demo waits until
+/// it has gone round once more before it does the next thing, so the loop sees one event at a
+/// time and its trace is the same on every run.
+pub struct Looper {
+    task: String,
+    waits_in: &'static [i64],
+}
+
+impl Looper {
+    /// The thread `tid` of this process, whose loop waits in one of `waits_in`.
+    pub fn new(tid: Pid, waits_in: &'static [i64]) -> Looper {
+        Looper {
+            task: format!("/proc/self/task/{tid}"),
+            waits_in,
+        }
+    }
+
+    /// Waits (at most `patience`) until the thread is asleep in its waiting call; returns how
+    /// many times it has gone to sleep so far (`voluntary_ctxt_switches`), or None if it never
+    /// got there.
+    pub fn asleep(&self, patience: Duration) -> Option<u64> {
+        let started = Instant::now();
+        loop {
+            if let Some(count) = trace::stage(|| self.sleeping_count()) {
+                return Some(count);
+            }
+            if started.elapsed() >= patience {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// After something that wakes it: waits (at most `patience`) until the thread has slept
+    /// again since `before` (its count grew) and sleeps in its waiting call once more, that is,
+    /// until it has handled the event; returns the new count.
+    pub fn went_round(&self, before: u64, patience: Duration) -> Option<u64> {
+        let started = Instant::now();
+        loop {
+            match trace::stage(|| self.sleeping_count()) {
+                Some(count) if count > before => return Some(count),
+                _ if started.elapsed() >= patience => return None,
+                _ => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// Its sleep count, if it is asleep in its waiting call right now. The count is read
+    /// between two looks at the call, so it belongs to that sleep.
+    fn sleeping_count(&self) -> Option<u64> {
+        let in_wait = || {
+            let text = std::fs::read_to_string(format!("{}/syscall", self.task)).unwrap_or_default();
+            let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+            number.is_some_and(|n| self.waits_in.contains(&n))
+        };
+        if !in_wait() {
+            return None;
+        }
+        let status = std::fs::read_to_string(format!("{}/status", self.task)).ok()?;
+        let count = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())?;
+        in_wait().then_some(count)
+    }
+}
+
 /// One end of a private line between a demo's master and one of its children (an AF_UNIX
 /// `SOCK_SEQPACKET` pair, so each word arrives whole), for the master to say when a child may
 /// go on and the child to say what happened. Made, used and closed backstage.
