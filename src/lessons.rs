@@ -5,6 +5,9 @@
 //! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
 //! of its parts, and the Python programs named here), Cargo.toml's `[[example]]` list is exactly
 //! these lessons, and the project README's lesson table says what the table says.
+//!
+//! `backstage`: what a demo does that is not the lesson (watching its processes in /proc,
+//! control lines to its children, a keyboard typing into a client), kept out of the trace.
 
 pub mod backstage;
 

@@ -1,7 +1,8 @@
 //! What fork does to a server (lesson 07): the child gets copies of every descriptor, and a
 //! connection ends only when the last copy is closed (the reason a forking server's parent
-//! closes its copy at once); the child has only the thread that called fork; and a child that
-//! exits stays a zombie until its parent waits for it.
+//! closes its copy at once), while shutdown(SHUT_WR) ends the stream whatever copies remain
+//! (what socketserver's shutdown_request relies on); the child has only the thread that called
+//! fork; and a child that exits stays a zombie until its parent waits for it.
 //!
 //! The children are forked from this (multi-threaded) test process, so they only make
 //! async-signal-safe calls (read, _exit): see util/herd.rs.
@@ -78,6 +79,32 @@ fn a_connection_ends_only_when_its_last_copy_is_closed() {
         0,
         "end of file once the last copy closed"
     );
+    children.reap_all_exited_zero();
+}
+
+/// What socketserver's shutdown_request relies on: shutdown acts on the socket, not on one
+/// descriptor, so SHUT_WR sends the FIN while a forked child still holds a copy.
+#[test]
+fn shutdown_ends_the_stream_whatever_copies_remain() {
+    let _one_at_a_time = FORKING.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("its address")).expect("connect");
+    let (server_end, _) = listener.accept().expect("accept");
+    let (release_read, release_write) = nix::unistd::pipe().expect("pipe");
+    let children = Children::fork(1, |_| hold_until_released(release_read.as_raw_fd()));
+    drop(release_read);
+
+    server_end
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown(SHUT_WR)");
+    client.set_read_timeout(Some(PATIENCE)).expect("SO_RCVTIMEO");
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        client.read(&mut buf).expect("read"),
+        0,
+        "end of file, although the child still holds a copy"
+    );
+    release(&release_write);
     children.reap_all_exited_zero();
 }
 
