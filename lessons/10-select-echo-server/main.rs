@@ -217,11 +217,11 @@ fn echo_lines_from_stdin(server: SocketAddr) -> Outcome {
     let mut line = [0u8; RECV_SIZE];
     let mut echo = [0u8; RECV_SIZE];
     for round in 0..MAX_LINES {
-        // Every read explained: the table's note for read speaks of sockets, and this is a pipe.
+        // Every read explained: the table's note for read speaks of sockets, and stdin is not one.
         if round == 0 {
-            trace::explain("waits for a line typed at stdin: here a pipe the keyboard types into, a line at a time");
+            trace::explain("waits for a line typed at stdin (in the demo, a pipe the keyboard types into)");
         } else {
-            trace::explain("the next line, or 0 once the keyboard closes the pipe (Ctrl-D at a terminal)");
+            trace::explain("the next line, or 0 at end of input (Ctrl-D; in the demo, the keyboard closing its pipe)");
         }
         let n = sys::read(stdin.as_fd(), &mut line).context("read stdin")?;
         if n == 0 {
