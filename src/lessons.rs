@@ -3,19 +3,20 @@
 //! The table is the one place lessons are registered: `make lessons` prints it, and
 //! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
 //! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
-//! of its parts, and the Python programs named here), Cargo.toml's `[[example]]` list is exactly
-//! these lessons, and the project README's lesson table says what the table says.
+//! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these
+//! lessons, and the project README's lesson table says what the table says.
 //!
-//! `backstage`: what a demo does that is not the lesson (watching its processes in /proc,
-//! control lines to its children, a keyboard typing into a client), kept out of the trace.
-
-pub mod backstage;
+//! - [`stage`]: a demo's stage machinery (waiting for its processes, private lines to forked
+//!   children, /proc readers, a keyboard typing into a client), every call of it kept out of
+//!   the trace.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Lessons import it from here, with the rest of their harness.
 pub use crate::context::Context;
 use crate::trace;
+
+pub mod stage;
 
 /// One row of the curriculum.
 pub struct Lesson {
@@ -28,8 +29,8 @@ pub struct Lesson {
     /// by `make python-N` (`lessons/run_python.py`); `tests/python_programs.rs` checks their
     /// system calls under strace.
     pub python: &'static [&'static str],
-    /// The demo's named parts, each run by itself (`make lesson-7 ARGS=herd`) and checked
-    /// against its own `expected.PART.trace`, as the demo is against `expected.trace`.
+    /// Parts beyond the demo, each run by name (`make lesson-15 ARGS=herd`), each with its own
+    /// `expected.PART.trace`: what would make the demo's trace too long to read.
     pub parts: &'static [&'static str],
 }
 
@@ -44,8 +45,7 @@ impl Lesson {
         format!("lesson-{:02}", self.number)
     }
 
-    /// `expected.trace` for the demo, `expected.PART.trace` for a part: the file in the
-    /// lesson's folder that holds its trace.
+    /// The file holding the demo's trace (`expected.trace`), or a part's (`expected.herd.trace`).
     pub fn expected_file(&self, part: Option<&str>) -> String {
         match part {
             None => "expected.trace".into(),
@@ -173,6 +173,14 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
         python: &["epoll_et_server.py", "epoll_et_client.py"],
+        parts: &["herd"],
+    },
+    Lesson {
+        number: 17,
+        slug: "reactor",
+        title: "The reactor",
+        summary: "handlers registered per descriptor, timers, one loop dispatching; an echo server and an idle timer on it",
+        python: &["selectors_echo_server.py", "selectors_echo_client.py"],
         parts: &[],
     },
     Lesson {
@@ -244,10 +252,11 @@ pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result
     wait_process(actor, child)
 }
 
-/// Waits for a process [`spawn_process`] started (staged: the demo waiting is not the lesson).
+/// Waits for a process [`spawn_process`] started, named `actor` in the trace. Waiting is
+/// plumbing (staged); a child that fails fails the demo.
 ///
 /// # Errors
-/// When waiting fails or the child does not exit with status 0.
+/// When the wait fails, or the child does not exit with status 0.
 pub fn wait_process(actor: &str, mut child: std::process::Child) -> Result<(), String> {
     let status = trace::stage(|| child.wait()).map_err(|e| format!("{actor}: {e}"))?;
     if status.success() {

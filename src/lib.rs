@@ -7,12 +7,14 @@
 //! - [`serve`]: one driver over four backends (select, poll, epoll level- and edge-triggered)
 //!   that runs a service, the echo service, and the chat client;
 //! - [`lessons`]: the lesson table, and what every lesson's command line accepts;
-//! - [`context`]: an error as one line, saying what was being done.
-//! - [`load`]: `socklab load`, the load generator `make bench` measures the loops with.
+//! - [`context`]: an error as one line, saying what was being done;
+//! - [`load`]: `socklab load`, the load generator `make bench` measures the loops with;
+//! - [`explain`]: `socklab explain -- CMD`: any program's system calls, explained the same way.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod chat;
 pub mod context;
+pub mod explain;
 pub mod lessons;
 pub mod load;
 pub mod serve;

@@ -1,5 +1,5 @@
 //! Every lesson is registered, its folder holds exactly its files, Cargo.toml and the project
-//! README agree with the registry, and its demo (and each of its parts) runs by itself, exits 0
+//! README agree with the registry, and its demo (and each named part) runs by itself, exits 0
 //! and prints, actor by actor, the trace its `expected.trace` (`expected.PART.trace`) shows.
 
 mod util;
@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use socklab::lessons::{LESSONS, Lesson};
+use socklab::lessons::LESSONS;
 use socklab::trace::expected;
 
 /// A demo finishes in a few seconds; this is the limit before it counts as hung.
@@ -44,13 +44,18 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
 
 /// The files a lesson's folder must hold: its three, a trace for each part, and the Python
 /// programs the table names.
-fn registered_files(lesson: &Lesson) -> BTreeSet<String> {
+fn registered_files(lesson: &socklab::lessons::Lesson) -> BTreeSet<String> {
     ["README.md", "main.rs", "expected.trace"]
         .iter()
         .chain(lesson.python)
         .map(|name| name.to_string())
         .chain(lesson.parts.iter().map(|part| lesson.expected_file(Some(part))))
         .collect()
+}
+
+/// The demo (`None`) and each named part of a lesson.
+fn runs(lesson: &socklab::lessons::Lesson) -> impl Iterator<Item = Option<&'static str>> {
+    std::iter::once(None).chain(lesson.parts.iter().copied().map(Some))
 }
 
 #[test]
@@ -161,58 +166,40 @@ fn the_readme_lesson_table_is_the_registry() {
 
 #[test]
 fn every_demo_prints_its_expected_trace() {
-    let failures: Vec<String> = demos_and_parts()
-        .into_iter()
-        .filter_map(|(lesson, part)| prints_its_expected_trace(lesson, part).err())
-        .collect();
+    let mut failures = Vec::new();
+    for lesson in LESSONS {
+        for part in runs(lesson) {
+            failures.extend(compare_with_expected(lesson, part));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Every demo, and every part of one: `(lesson, None)`, then `(lesson, Some(part))` for each part.
-fn demos_and_parts() -> Vec<(&'static Lesson, Option<&'static str>)> {
-    LESSONS
-        .iter()
-        .flat_map(|lesson| {
-            std::iter::once(None)
-                .chain(lesson.parts.iter().copied().map(Some))
-                .map(move |part| (lesson, part))
-        })
-        .collect()
-}
-
-/// Runs the demo (or one part of it) and compares its plain trace, actor by actor, with the
-/// expected one.
-fn prints_its_expected_trace(lesson: &Lesson, part: Option<&str>) -> Result<(), String> {
-    let name = match part {
-        None => lesson.folder(),
-        Some(part) => format!("{} {part}", lesson.folder()),
-    };
+/// Runs a lesson's demo, or one of its parts, and compares what it prints with its expected
+/// trace, actor by actor: what differs, if anything.
+fn compare_with_expected(lesson: &socklab::lessons::Lesson, part: Option<&str>) -> Option<String> {
+    let file = lesson.expected_file(part);
+    let name = format!("{}/{file}", lesson.folder());
     let mut command = Command::new(util::lesson_program(lesson.number));
     command.args(part).env("SOCKLAB_TRACE", "plain").env_remove("NO_COLOR");
     let output = util::run_with_deadline(command, DEMO_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        return Err(format!(
+        return Some(format!(
             "{name}: exited with {}\nstderr: {}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let expected_path = util::root()
-        .join("lessons")
-        .join(lesson.folder())
-        .join(lesson.expected_file(part));
+    let expected_path = util::root().join("lessons").join(lesson.folder()).join(&file);
     let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
     let want = expected::by_actor(&expected_text);
     let got = expected::by_actor(&stdout);
     if got.is_empty() || want.is_empty() {
-        return Err(format!(
-            "{name}: the demo or {} holds no trace at all",
-            expected_path.display()
-        ));
+        return Some(format!("{name}: the run or the file holds no trace at all"));
     }
     if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
-        return Err(format!(
+        return Some(format!(
             "{name}: actors differ: expected {:?}, got {:?}",
             want.keys().collect::<Vec<_>>(),
             got.keys().collect::<Vec<_>>()
@@ -222,43 +209,42 @@ fn prints_its_expected_trace(lesson: &Lesson, part: Option<&str>) -> Result<(), 
         None => format!("make expected-{}", lesson.number),
         Some(part) => format!("make expected-{} ARGS={part}", lesson.number),
     };
-    let mut differences = Vec::new();
-    for (actor, want_lines) in &want {
-        let got_lines = &got[actor];
-        if let Some(at) = (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i)) {
-            differences.push(format!(
+    let differences: Vec<String> = want
+        .iter()
+        .filter_map(|(actor, want_lines)| {
+            let got_lines = &got[actor];
+            let at = (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i))?;
+            Some(format!(
                 "{name} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `{regenerate}` only if the change is intended)",
                 at + 1,
                 want_lines.get(at),
                 got_lines.get(at),
-            ));
-        }
-    }
-    if differences.is_empty() {
-        Ok(())
-    } else {
-        Err(differences.join("\n\n"))
-    }
+            ))
+        })
+        .collect();
+    (!differences.is_empty()).then(|| differences.join("\n\n"))
 }
 
 #[test]
 fn notes_follow_the_calls_they_explain() {
     // A note line must come right after a call line: by_actor relies on it, and so does a reader.
-    for (lesson, part) in demos_and_parts() {
-        let path = util::root()
-            .join("lessons")
-            .join(lesson.folder())
-            .join(lesson.expected_file(part));
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut previous_was_call = false;
-        for line in text.lines() {
-            let is_note = line.trim_start().starts_with("# ");
-            assert!(
-                !is_note || previous_was_call,
-                "{}: a note without a call above it: {line}",
-                path.display()
-            );
-            previous_was_call = !line.starts_with(' ') && !line.contains("» ");
+    for lesson in LESSONS {
+        for part in runs(lesson) {
+            let path = util::root()
+                .join("lessons")
+                .join(lesson.folder())
+                .join(lesson.expected_file(part));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut previous_was_call = false;
+            for line in text.lines() {
+                let is_note = line.trim_start().starts_with("# ");
+                assert!(
+                    !is_note || previous_was_call,
+                    "{}: a note without a call above it: {line}",
+                    path.display()
+                );
+                previous_was_call = !line.starts_with(' ') && !line.contains("» ");
+            }
         }
     }
 }

@@ -79,19 +79,19 @@ fn lesson_07_trace_matches_strace() {
 /// The master, four workers blocked in accept4, four clients.
 #[test]
 fn lesson_07_prefork_trace_matches_strace() {
-    compare_part_with_strace(7, Some("prefork"), 9);
+    compare_run_with_strace(7, &["prefork"], 9);
 }
 
 /// The master, four pollers, a client; the master's control lines to the pollers are staged.
 #[test]
 fn lesson_07_herd_trace_matches_strace() {
-    compare_part_with_strace(7, Some("herd"), 6);
+    compare_run_with_strace(7, &["herd"], 6);
 }
 
 /// The server and four clients; its /proc readings are staged.
 #[test]
 fn lesson_07_backlog_trace_matches_strace() {
-    compare_part_with_strace(7, Some("backlog"), 5);
+    compare_run_with_strace(7, &["backlog"], 5);
 }
 
 /// The server, client#1 and client#2; the server's busy-poll is hundreds of identical
@@ -101,7 +101,7 @@ fn lesson_08_trace_matches_strace() {
     compare_with_strace(8, 3);
 }
 
-/// The reader (listing 14, its stdin a pipe the demo types into backstage), the server thread
+/// The reader (listing 14, its stdin a pipe the demo types into, staged), the server thread
 /// and listing 15's client: pselect6 lines verbatim, `left {…}` in the kernel's nanoseconds.
 #[test]
 fn lesson_09_trace_matches_strace() {
@@ -109,10 +109,36 @@ fn lesson_09_trace_matches_strace() {
 }
 
 /// The server thread's select loop and three client processes; the keyboard that types into
-/// the clients' stdin, and waits for the server's loop through /proc, is backstage.
+/// the clients' stdin, and waits for the server's loop through /proc, is staged.
 #[test]
 fn lesson_10_trace_matches_strace() {
     compare_with_strace(10, 4);
+}
+
+/// The level-triggered server and its client; the server's reads of /proc/self/fdinfo are staged.
+#[test]
+fn lesson_14_trace_matches_strace() {
+    compare_with_strace(14, 2);
+}
+
+/// The edge-triggered server and its client: EAGAIN ending each drain, /proc/self/fdinfo read in a stage.
+#[test]
+fn lesson_15_trace_matches_strace() {
+    compare_with_strace(15, 2);
+}
+
+/// The master and its eight forked children; their private lines and the master's /proc
+/// readers are stage machinery.
+#[test]
+fn lesson_15_herd_trace_matches_strace() {
+    compare_run_with_strace(15, &["herd"], 9);
+}
+
+/// The reactor's server thread (epoll_wait with a timer's timeout, handlers' calls, a registration
+/// closed mid-dispatch) and two client processes.
+#[test]
+fn lesson_17_trace_matches_strace() {
+    compare_with_strace(17, 3);
 }
 
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
@@ -122,31 +148,33 @@ fn lesson_18_trace_matches_strace() {
     compare_with_strace(18, 5);
 }
 
-/// Runs `lesson` under strace and compares, thread by thread; at least `threads` of them
-/// (the server's and the clients') must have made traced calls.
+/// Runs `lesson`'s demo under strace and compares, thread by thread; at least `threads` of
+/// them (the server's and the clients') must have made traced calls.
 fn compare_with_strace(lesson: u8, threads: usize) {
-    compare_part_with_strace(lesson, None, threads);
+    compare_run_with_strace(lesson, &[], threads);
 }
 
-/// [`compare_with_strace`] for the demo (`part` None) or one of its named parts; returns
-/// strace's log, for a test that looks further into it.
-fn compare_part_with_strace(lesson: u8, part: Option<&str>, threads: usize) -> String {
+/// [`compare_with_strace`] for the lesson run with `args` (a named part: `herd`).
+fn compare_run_with_strace(lesson: u8, args: &[&str], threads: usize) {
     util::require("strace");
-    let name = format!("{lesson:02}{}", part.map_or(String::new(), |p| format!("-{p}")));
-    let log = std::env::temp_dir().join(format!("socklab-strace-{name}-{}.txt", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "socklab-strace-{lesson:02}{}-{}.txt",
+        args.join("-"),
+        std::process::id()
+    ));
     let mut command = Command::new("strace");
     command
         .args(["-f", "-qq", "-e", &format!("trace={TRACED}"), "-o"])
         .arg(&log)
         .arg(util::lesson_program(lesson))
-        .args(part)
+        .args(args)
         .env("SOCKLAB_TRACE", "json");
     let output = util::run_with_deadline(command, Duration::from_secs(60));
     let strace_text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     assert!(
         output.status.success(),
-        "lesson {name} under strace failed: {}",
+        "lesson {lesson} under strace failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 
@@ -155,7 +183,7 @@ fn compare_part_with_strace(lesson: u8, part: Option<&str>, threads: usize) -> S
     let killed = killed_by_a_signal(&strace_text);
     assert!(
         ours.len() >= threads,
-        "lesson {name} printed calls from {} thread(s); expected at least {threads}",
+        "lesson {lesson} printed calls from {} thread(s); expected at least {threads}",
         ours.len()
     );
     for (tid, our_lines) in &ours {
@@ -205,7 +233,6 @@ fn compare_part_with_strace(lesson: u8, part: Option<&str>, threads: usize) -> S
             "thread {tid}: too few calls to be a meaningful comparison"
         );
     }
-    strace_text
 }
 
 /// Whitespace runs become one space (strace pads `=` to a column counted from its pid

@@ -30,7 +30,7 @@ use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::socket::{AddressFamily, GetSockOpt, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
-use socklab::lessons::backstage::{self, Line};
+use socklab::lessons::stage::{self, Line};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::{sys, trace};
 
@@ -278,7 +278,7 @@ fn iterative_demo() -> Outcome {
         return Err("client#2 did not connect in time".into());
     }
     // Before client#1 goes, let client#2 get as far as it can: into recvfrom, asleep.
-    if backstage::wait_until_asleep(&[pid_of(&second)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
+    if stage::wait_until_asleep(&[pid_of(&second)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
         trace::say("client#2 has sent its line and sleeps in recvfrom; the server is inside client#1's handle()");
     } else {
         trace::measured(format!(
@@ -361,8 +361,8 @@ fn prefork_part() -> Outcome {
     let (listener, port) = listen_any()?;
     let mut workers = prefork(listener, Some(1))?;
     for number in 1..=POOL_SIZE {
-        let asleep = backstage::wait_until_asleep(&workers, &[libc::SYS_accept4], PATIENCE);
-        let before: Vec<Option<u64>> = workers.iter().map(|&w| backstage::context_switches(w)).collect();
+        let asleep = stage::wait_until_asleep(&workers, &[libc::SYS_accept4], PATIENCE);
+        let before: Vec<Option<u64>> = workers.iter().map(|&w| stage::context_switches(w)).collect();
         lessons::run_process(&format!("client#{number}"), "client", port, &["hello"])?;
         trace::explain("-1: any child. The one that served the client has exited");
         let status = sys::waitpid(Pid::from_raw(-1)).context("waitpid")?;
@@ -372,10 +372,10 @@ fn prefork_part() -> Outcome {
         check_exit("a worker", status)?;
         let others: Vec<usize> = (0..workers.len()).filter(|&i| workers[i] != served_by).collect();
         let other_pids: Vec<Pid> = others.iter().map(|&i| workers[i]).collect();
-        backstage::wait_until_asleep(&other_pids, &[libc::SYS_accept4], PATIENCE);
+        stage::wait_until_asleep(&other_pids, &[libc::SYS_accept4], PATIENCE);
         let woken_others = others
             .iter()
-            .filter(|&&i| backstage::context_switches(workers[i]) != before[i])
+            .filter(|&&i| stage::context_switches(workers[i]) != before[i])
             .count();
         trace::measured(format!(
             "client#{number}: of {asleep} workers asleep, one accepted; woken besides it: {woken_others}"
@@ -415,7 +415,7 @@ fn herd_part() -> Outcome {
             }
         }
     }
-    let asleep = backstage::wait_until_asleep(&pollers, backstage::POLL, PATIENCE);
+    let asleep = stage::wait_until_asleep(&pollers, stage::POLL, PATIENCE);
     trace::measured(format!(
         "{asleep} of {POOL_SIZE} children asleep in poll; one client connects"
     ));
@@ -433,7 +433,7 @@ fn herd_part() -> Outcome {
     ));
     let (mut accepted, mut again) = (0, 0);
     for line in &lines {
-        line.tell("go")?;
+        line.say("go")?;
         match line.hear()?.as_str() {
             "accepted" => accepted += 1,
             _ => again += 1,
@@ -454,7 +454,7 @@ fn herd_part() -> Outcome {
 fn poller(number: usize, listener: &OwnedFd, line: &Line) -> Result<(), String> {
     let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     sys::poll::poll(&mut ready, poll_timeout()).context("poll")?;
-    line.tell("woke")?;
+    line.say("woke")?;
     line.hear()?;
     match number {
         1 => trace::explain("the first to call accept4 gets the connection"),
@@ -463,11 +463,11 @@ fn poller(number: usize, listener: &OwnedFd, line: &Line) -> Result<(), String> 
     }
     match sys::accept4(listener, SockFlag::SOCK_CLOEXEC) {
         Ok((conn, peer)) => {
-            line.tell("accepted")?;
+            line.say("accepted")?;
             Echo.handle(&conn, peer)?;
             sys::close(conn).context("close")?;
         }
-        Err(sys::Errno::EAGAIN) => line.tell("EAGAIN")?,
+        Err(sys::Errno::EAGAIN) => line.say("EAGAIN")?,
         Err(error) => return Err(format!("accept4: {error}")),
     }
     Ok(())
@@ -494,18 +494,18 @@ fn backlog_part() -> Outcome {
         let name = format!("client#{number}");
         let client = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
         // Each client connects, sends its line and waits for the echo before the next starts.
-        if backstage::wait_until_asleep(&[pid_of(&client)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
+        if stage::wait_until_asleep(&[pid_of(&client)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
             trace::say(format!(
                 "{name} is connected and sleeps in recvfrom; nobody has accepted it"
             ));
         }
         clients.push((name, client));
     }
-    let dropped_before = backstage::listen_overflows();
+    let dropped_before = stage::listen_overflows();
     let name = format!("client#{QUEUED_CLIENTS}");
     let last = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
     let started = Instant::now();
-    if backstage::wait_until_asleep(&[pid_of(&last)], &[libc::SYS_connect], PATIENCE) == 1 {
+    if stage::wait_until_asleep(&[pid_of(&last)], &[libc::SYS_connect], PATIENCE) == 1 {
         trace::say(format!(
             "{name} sleeps in connect: its SYN found the queue full and was dropped, not refused"
         ));
@@ -523,7 +523,7 @@ fn backlog_part() -> Outcome {
     ));
     trace::measured(format!(
         "ListenOverflows in /proc/net/netstat (counted for the whole machine) went up by {} since the last client started",
-        backstage::listen_overflows().saturating_sub(dropped_before),
+        stage::listen_overflows().saturating_sub(dropped_before),
     ));
     trace::say("the server accepts at last: each accept4 makes room in the queue");
     serve_iterative(&listener, Some(QUEUED_CLIENTS))?;

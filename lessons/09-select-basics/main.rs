@@ -14,7 +14,7 @@
 //!   make lesson-9 ARGS="client --port 2525"        listing 15: two sockets, select, 5 s timeouts
 //!
 //! In the demo the "keyboard" is this program writing into a pipe that is a child process's
-//! stdin (its fd 0), backstage (narrated, not traced), and listing 15's client is a child
+//! stdin (its fd 0), staged (narrated, not traced), and listing 15's client is a child
 //! process too, with its own fd table.
 
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType};
 use nix::sys::time::{TimeVal, TimeValLike};
-use socklab::lessons::backstage::Typist;
+use socklab::lessons::stage::Typist;
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
@@ -171,7 +171,7 @@ fn read_stdin() -> Outcome {
 }
 
 /// The demo's keyboard: this program again in `stdin` mode, its fd 0 a pipe the demo types
-/// into (backstage: the typing is narrated, not traced).
+/// into (staged: the typing is narrated, not traced).
 fn type_into_a_reader() -> Outcome {
     let mut reader = Typist::start("reader", &["stdin"])?;
     std::thread::sleep(TYPING_PAUSE);

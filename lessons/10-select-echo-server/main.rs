@@ -11,7 +11,7 @@
 //!
 //! In the demo this program's main thread plays the keyboard: it types into the three
 //! clients' stdin (pipes) one line at a time, waiting each time until the server has gone
-//! round its loop (backstage, through /proc), so the server's trace is the same every run.
+//! round its loop (staged, through /proc), so the server's trace is the same every run.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
-use socklab::lessons::backstage::{Looper, Typist};
+use socklab::lessons::stage::{Looper, Typist};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
@@ -248,7 +248,7 @@ fn echo_lines_from_stdin(server: SocketAddr) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // The demo: a server thread, three client processes, and a keyboard typing into them in turn.
 //
-// The keyboard stands in for you at three terminals. It is backstage machinery (its typing is
+// The keyboard stands in for you at three terminals. It is stage machinery (its typing is
 // narrated, not traced), and so is the way it waits: after each thing it does, until the
 // server has gone round its loop once and sleeps in select again.
 

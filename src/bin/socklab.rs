@@ -1,4 +1,4 @@
-//! The socklab command: the lesson list, and the chat room's server and client.
+//! The socklab command: the lesson list, the chat room's server and client, and `explain`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,6 +25,12 @@ const HELP: &str = "usage:
                        the room's lines stay readable
   socklab load pingpong|bulk|chat [OPTIONS]
                        load an echo server or the room and measure it (`socklab load` for more)
+  socklab explain [--trace MODE] [--all] -- CMD [ARGS...]
+                       runs CMD under strace -f and prints its system calls as the lessons do,
+                       with their notes (`socklab explain -- python3 seed_client.py`): the
+                       calls the lessons teach, or every call with --all; the trace goes to
+                       stdout, CMD keeps its own stdin, stdout and stderr; the exit status is
+                       CMD's (125 if explain itself fails, 126/127 if CMD cannot run / is missing)
   LOOP is the event loop: select (the default), poll, epoll (level-triggered) or epoll-et
   (edge-triggered); MODE is human, json, plain or off";
 
@@ -114,6 +120,7 @@ fn main() {
         Some("chat-client") => finish("chat-client", chat_client(rest)),
         Some("echo-server") => finish("echo-server", echo_server(rest)),
         Some("load") => std::process::exit(socklab::load::main(rest)),
+        Some("explain") => std::process::exit(socklab::explain::run(rest)),
         Some("-h" | "--help" | "help") | None => println!("{HELP}"),
         Some(other) => {
             eprintln!("socklab: unknown command {other:?}\n{HELP}");

@@ -5,8 +5,9 @@
 //! after shutdown(SHUT_WR) (the FIN went then), of AF_UNIX (the peer reads end-of-file; a
 //! listener's file stays) and of UDP (nothing is sent); and a descriptor sent to another
 //! process with SCM_RIGHTS lives on there. The wrappers in `src/sys` tell this table what they
-//! made and saw; `close`, a read returning 0, `connect`, `listen` and a datagram's `sendto`
-//! ask it which row of the notes table applies.
+//! made and saw (and `strace.rs` tells one table per traced process what strace showed, for
+//! `socklab explain`); `close`, a read returning 0, `connect`, `listen` and a datagram's
+//! `sendto` ask it which row of the notes table applies.
 //!
 //! The table is per process and kept only while tracing is on. A forked child starts with a
 //! copy in which every descriptor is shared (the parent holds the same sockets).
@@ -114,12 +115,14 @@ impl Table {
         self.fds.remove(&fd);
     }
 
-    /// connect returned on `fd`, with `errno` if it failed.
+    /// connect returned on `fd`, with `errno` if it failed (socketpair's two ends count as
+    /// connected).
     pub fn connected(&mut self, fd: RawFd, errno: Option<Errno>) {
         self.change(fd, |kind| match (kind, errno) {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
             (Kind::TcpFresh, Some(Errno::EINPROGRESS)) => Kind::TcpConnecting,
-            (Kind::TcpFresh, Some(_)) => Kind::TcpDead,
+            // Refused or timed out: no connection was ever made, so closing sends nothing.
+            (Kind::TcpFresh, Some(_)) => Kind::TcpFresh,
             (Kind::UnixFresh, None) => Kind::UnixStream,
             (other, _) => other,
         });
@@ -145,12 +148,14 @@ impl Table {
     }
 
     /// A call on `fd` failed with `errno`: a reset, a broken pipe or a timeout ends a TCP
-    /// connection for good.
+    /// connection for good. (EPIPE after our own shutdown(SHUT_WR) is only that shutdown:
+    /// the connection lives on, and its FIN has gone.)
     pub fn failed(&mut self, fd: RawFd, errno: Errno) {
         if matches!(errno, Errno::ECONNRESET | Errno::EPIPE | Errno::ETIMEDOUT) {
-            self.change(fd, |kind| match kind {
-                Kind::TcpConnected | Kind::TcpShutWrite | Kind::TcpConnecting => Kind::TcpDead,
-                other => other,
+            self.change(fd, |kind| match (kind, errno) {
+                (Kind::TcpShutWrite, Errno::EPIPE) => Kind::TcpShutWrite,
+                (Kind::TcpConnected | Kind::TcpShutWrite | Kind::TcpConnecting, _) => Kind::TcpDead,
+                (other, _) => other,
             });
         }
     }
@@ -167,6 +172,23 @@ impl Table {
                 self.fds.remove(&new);
             }
         }
+    }
+
+    /// `fd` was handed to another process (SCM_RIGHTS): that copy shares the socket.
+    pub fn sent(&mut self, fd: RawFd) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            entry.shared = true;
+        }
+    }
+
+    /// close_range(2) closed every descriptor from `first` to `last`.
+    pub fn closed_range(&mut self, first: RawFd, last: RawFd) {
+        self.fds.retain(|fd, _| !(first..=last).contains(fd));
+    }
+
+    /// What `fd` is, if this table knows.
+    pub fn kind(&self, fd: RawFd) -> Option<Kind> {
+        self.fds.get(&fd).map(|e| e.kind)
     }
 
     /// After fork, parent and child hold the same sockets.
@@ -299,7 +321,31 @@ mod tests {
         assert_eq!(table.closed(3), "close.tcp-shut", "the FIN went at shutdown");
 
         tcp(&mut table, 3);
+        table.connected(3, None);
+        table.shut_down(3, true);
+        table.failed(3, Errno::EPIPE);
+        assert_eq!(
+            table.closed(3),
+            "close.tcp-shut",
+            "EPIPE from our own SHUT_WR: the FIN went at shutdown, nothing was reset"
+        );
+
+        tcp(&mut table, 3);
+        table.connected(3, None);
+        table.shut_down(3, true);
+        table.failed(3, Errno::ECONNRESET);
+        assert_eq!(table.closed(3), "close.tcp-dead", "a reset after the shutdown");
+
+        tcp(&mut table, 3);
         assert_eq!(table.closed(3), "close.tcp-unconnected");
+
+        tcp(&mut table, 3);
+        table.connected(3, Some(Errno::ECONNREFUSED));
+        assert_eq!(
+            table.closed(3),
+            "close.tcp-unconnected",
+            "refused: it never had a connection"
+        );
 
         table.created(3, libc::AF_INET, libc::SOCK_DGRAM);
         assert_eq!(table.closed(3), "close.udp");
@@ -311,6 +357,22 @@ mod tests {
         assert_eq!(table.closed(9), "close", "an unknown (inherited) descriptor");
         assert_eq!(table.closed(3), "close.unix");
         assert_eq!(table.closed(3), "close", "closed already: unknown now");
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.connected(3, Some(Errno::ENOENT));
+        assert_eq!(
+            table.closed(3),
+            "close.unix-unconnected",
+            "no peer: nobody reads an end of file"
+        );
+        table.created(3, libc::AF_UNIX, libc::SOCK_STREAM);
+        table.listening(3);
+        table.accepted(3, 4);
+        assert_eq!(
+            table.closed(4),
+            "close.unix",
+            "an accepted AF_UNIX connection has a peer"
+        );
+        assert_eq!(table.closed(3), "close.unix-listener", "a listener has none");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! `+0.001530 client#1  connect(3, {…}, 16) = 0` and below it `# what it means`. A call
 //! that took a millisecond or more says `[blocked 1.3 ms]`. Colour (dim times, one colour per
-//! actor, red errors, bold narration) is used only when stdout is a terminal and `NO_COLOR`
-//! is unset or empty.
+//! actor, red errors, bold narration, magenta for strace's signal and exit lines) is used only
+//! when stdout is a terminal and `NO_COLOR` is unset or empty.
 
 use std::time::Duration;
 
@@ -68,6 +68,12 @@ impl Human {
                 "",
                 self.actor(&first.actor),
                 self.paint("33", &repeat_text(&count.to_string()))
+            ),
+            Item::Mark { t, actor, text, .. } => format!(
+                "{}{}{}\n",
+                self.stamp(*t),
+                self.actor(actor),
+                self.paint("35", &render::pieces(text, Form::Verbatim))
             ),
         }
     }

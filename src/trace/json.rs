@@ -5,7 +5,9 @@
 //! `errno` (its name, or null), `note` (or null) and `blocked_us`. Narration: `seq`, `t`,
 //! `pid`, `tid`, `actor`, `say`, `measured`. Identical calls folded after a call: `seq`, `t`
 //! (the last one's), `pid`, `tid`, `actor`, `syscall`, `line` and `repeat`, the number of
-//! calls, each with that line, that this one record stands for.
+//! calls, each with that line, that this one record stands for. A line of strace's that is not
+//! a call (`socklab explain`: a signal arriving, a process ending): `seq`, `t`, `pid`, `tid`,
+//! `actor` and `mark`, the line as strace printed it.
 
 use std::fmt::Write as _;
 
@@ -46,6 +48,22 @@ impl Json {
                     self.seconds(*t),
                     string(actor),
                     string(text)
+                )
+            }
+            Item::Mark {
+                t,
+                pid,
+                tid,
+                actor,
+                text,
+            } => {
+                self.seq += 1;
+                format!(
+                    "{{\"seq\":{},\"t\":{},\"pid\":{pid},\"tid\":{tid},\"actor\":{},\"mark\":{}}}\n",
+                    self.seq,
+                    self.seconds(*t),
+                    string(actor),
+                    string(&render::pieces(text, Form::Verbatim))
                 )
             }
             Item::Repeat { first, count, last_t } => {

@@ -7,7 +7,8 @@
 //! - `human`, `json`, `plain`: the three ways to print those lines;
 //! - `sink`: the mode, and where events go; `collector`: one printer for a demo's processes;
 //! - `notes`, `context`: what a call means, chosen by what its descriptor is;
-//! - `expected`: how `tests/lessons.rs` compares a trace with `expected.trace`.
+//! - `expected`: how `tests/lessons.rs` compares a trace with `expected.trace`;
+//! - `strace`: strace's own output read back into the same items, for `socklab explain`.
 //!
 //! Every wrapper in `src/sys` makes its call through [`syscall`] (or [`syscall_into`], when
 //! the kernel fills in a buffer): the one place a call is recorded, and one that cannot be
@@ -27,6 +28,7 @@ pub mod pieces;
 mod plain;
 pub mod render;
 mod sink;
+pub(crate) mod strace;
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, Ordering};

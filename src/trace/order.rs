@@ -49,8 +49,10 @@ pub struct Call {
     pub errno: Option<i32>,
     /// The words under it: the lesson's, or a table note the first time it applies.
     pub note: Option<String>,
-    note_key: String,
-    explained: Option<String>,
+    /// The notes row this call's context chose (empty: none).
+    pub(super) note_key: String,
+    /// The lesson's own words for this call.
+    pub(super) explained: Option<String>,
 }
 
 impl Call {
@@ -108,13 +110,24 @@ pub enum Item {
     },
     /// `count` more calls identical to `first`, each right after the other in its thread.
     Repeat { first: Call, count: u64, last_t: u64 },
+    /// A line strace prints that is not a call: a signal arriving (`--- SIGCHLD {…} ---`) or
+    /// a process ending (`+++ exited with 0 +++`). Only `socklab explain` has these.
+    Mark {
+        t: u64,
+        pid: i32,
+        tid: i32,
+        actor: String,
+        text: Vec<Piece>,
+    },
 }
 
 impl Item {
     fn thread(&self) -> Thread {
         match self {
             Item::Whole(call) | Item::Resumed(call) | Item::Repeat { first: call, .. } => (call.pid, call.tid),
-            Item::Unfinished { pid, tid, .. } | Item::Say { pid, tid, .. } => (*pid, *tid),
+            Item::Unfinished { pid, tid, .. } | Item::Say { pid, tid, .. } | Item::Mark { pid, tid, .. } => {
+                (*pid, *tid)
+            }
         }
     }
 }
@@ -197,6 +210,7 @@ impl Order {
                             } else {
                                 let exit = self.pending.remove(j - 1);
                                 let call = joined(enter, exit);
+                                self.end_collected(&call.name, &call.ret, call.enter_t, &mut out);
                                 self.emit(Item::Whole(call), &mut out);
                             }
                         }
@@ -217,22 +231,8 @@ impl Order {
                 }
                 What::Exit { .. } => {
                     let exit = self.pending.remove(0);
-                    // A wait4 that collected a child proves the child is gone: calls it was
-                    // still in never returned, and end here, before the wait4 says so.
                     if let What::Exit { name, ret, .. } = &exit.what {
-                        if let (&"wait4", Some(Piece::Pid(child))) = (&name.as_ref(), ret.first()) {
-                            let child = *child;
-                            let mut dead: Vec<(u64, Thread)> = self
-                                .open
-                                .iter()
-                                .filter(|(k, _)| k.0 == child)
-                                .map(|(k, o)| (o.t, *k))
-                                .collect();
-                            dead.sort();
-                            for (_, thread) in dead {
-                                self.end_open(thread, exit.t, &mut out);
-                            }
-                        }
+                        self.end_collected(name, ret, exit.t, &mut out);
                     }
                     let call = match self.open.remove(&thread) {
                         Some(open) => joined_open(open, exit),
@@ -283,6 +283,14 @@ impl Order {
         out
     }
 
+    /// Notes and folding for an item whose shape was decided elsewhere (strace's own lines,
+    /// read back by `strace.rs`): what to print now, in order.
+    pub fn shaped(&mut self, item: Item) -> Vec<Item> {
+        let mut out = Vec::new();
+        self.emit(item, &mut out);
+        out
+    }
+
     /// Whether the call whose enter is first in `pending` and whose exit is at `exit` prints
     /// the same line as the thread's last one, with nothing of the thread's between them.
     fn folds_into_last(&self, thread: Thread, exit: usize) -> bool {
@@ -329,6 +337,32 @@ impl Order {
                 before: args,
             },
         );
+    }
+
+    /// A wait4 that collected a child proves the child is gone: calls it was still in never
+    /// returned, and end at `t`, before the wait4 says so (whether the wait4 prints whole or in
+    /// two halves).
+    fn end_collected(&mut self, name: &str, ret: &[Piece], t: u64, out: &mut Vec<Item>) {
+        if let ("wait4", Some(Piece::Pid(child))) = (name, ret.first()) {
+            let child = *child;
+            // A call whose own exit is still to come did return (exit_group records its
+            // `= ?` itself): it is joined with that exit, not ended here.
+            let returns = |thread: &Thread| {
+                self.pending
+                    .iter()
+                    .any(|e| (e.pid, e.tid) == *thread && matches!(e.what, What::Exit { .. }))
+            };
+            let mut dead: Vec<(u64, Thread)> = self
+                .open
+                .iter()
+                .filter(|(k, _)| k.0 == child && !returns(k))
+                .map(|(k, o)| (o.t, *k))
+                .collect();
+            dead.sort();
+            for (_, thread) in dead {
+                self.end_open(thread, t, out);
+            }
+        }
     }
 
     /// A call that never returned: `<... name resumed>) = ?`.
@@ -547,6 +581,7 @@ mod tests {
                 ),
                 Item::Say { actor, text, .. } => format!("{actor} » {text}"),
                 Item::Repeat { first, count, .. } => format!("{} {} x{count}", first.actor, first.name),
+                Item::Mark { actor, text, .. } => format!("{actor} {}", render::pieces(text, Form::Verbatim)),
             })
             .collect()
     }
@@ -656,6 +691,90 @@ mod tests {
                 "server » child#1 was killed",
             ]
         );
+    }
+
+    #[test]
+    fn a_child_killed_before_its_parent_waits_ends_before_the_whole_wait4() {
+        let mut order = Order::new();
+        order.push(at(10, 7, "child", enter("sendto", 4)));
+        order.push(at(20, 1, "server", enter("wait4", 7)));
+        order.push(at(
+            21,
+            1,
+            "server",
+            What::Exit {
+                name: "wait4".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::Pid(7)],
+                errno: None,
+                note: "wait4".into(),
+                explained: None,
+            },
+        ));
+        order.push(at(30, 1, "server", say("child#1 was killed")));
+        let items = order.release(None);
+        assert_eq!(
+            lines(&items),
+            [
+                "child sendto unfinished",
+                "child sendto resumed = ?",
+                "server wait4(7) = 7",
+                "server » child#1 was killed",
+            ]
+        );
+        let times: Vec<u64> = items
+            .iter()
+            .map(|item| match item {
+                Item::Whole(c) => c.enter_t,
+                Item::Resumed(c) => c.exit_t,
+                Item::Unfinished { t, .. } | Item::Say { t, .. } | Item::Mark { t, .. } => *t,
+                Item::Repeat { last_t, .. } => *last_t,
+            })
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "times go forward: {times:?}");
+    }
+
+    #[test]
+    fn a_child_whose_exit_group_is_split_ends_once_though_its_parent_waits_whole() {
+        let mut order = Order::new();
+        order.push(at(10, 7, "child", enter("exit_group", 0)));
+        order.push(at(11, 1, "server", say("meanwhile")));
+        order.push(at(12, 1, "server", enter("wait4", 7)));
+        order.push(at(
+            13,
+            7,
+            "child",
+            What::Exit {
+                name: "exit_group".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::text("?")],
+                errno: None,
+                note: "exit_group".into(),
+                explained: None,
+            },
+        ));
+        order.push(at(
+            14,
+            1,
+            "server",
+            What::Exit {
+                name: "wait4".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::Pid(7)],
+                errno: None,
+                note: "wait4".into(),
+                explained: None,
+            },
+        ));
+        let items = order.release(None);
+        let ends = items
+            .iter()
+            .filter(|item| matches!(item, Item::Resumed(c) if c.name == "exit_group"))
+            .count();
+        assert_eq!(ends, 1, "{:?}", lines(&items));
     }
 
     #[test]

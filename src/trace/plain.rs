@@ -48,6 +48,7 @@ pub fn item(item: &Item) -> String {
             }
         }
         Item::Repeat { first, .. } => line(&mut out, &first.actor, &repeat_text("N")),
+        Item::Mark { actor, text, .. } => line(&mut out, actor, &render::pieces(text, Form::Normalised)),
     }
     out
 }

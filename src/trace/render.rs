@@ -352,10 +352,20 @@ pub fn ret(ret: &[Piece], errno: Option<i32>, form: Form) -> String {
 }
 
 /// A whole call: `name(before, after) = ret`, `=` at column 40.
+///
+/// The two halves are joined with `, `, unless the second already begins with its own
+/// separator, as some of strace's do: clone's exit half is `, child_tidptr=…`, clone3's
+/// ` => {parent_tid=[…]}, 88` (read back from strace by `strace.rs`).
 pub fn whole_line(name: &str, before: &Args, after: &Args, ret_text: &str, form: Form) -> String {
-    let mut all = before.clone();
-    all.0.extend(after.0.iter().cloned());
-    strace_line(&format!("{name}({})", args(&all, form)), ret_text)
+    let after_text = args(after, form);
+    let joined = if after_text.starts_with([',', ' ']) {
+        args(before, form) + &after_text
+    } else {
+        let mut all = before.clone();
+        all.0.extend(after.0.iter().cloned());
+        args(&all, form)
+    };
+    strace_line(&format!("{name}({joined})"), ret_text)
 }
 
 /// The first half of a call that blocked while others acted: `accept4(3,  <unfinished ...>`.
@@ -560,6 +570,12 @@ mod tests {
         assert_eq!(
             resumed_line("accept4", &after, "4", Form::Verbatim),
             strace_line("<... accept4 resumed>NULL, NULL, SOCK_CLOEXEC)", "4")
+        );
+        let clone_exit = Args::new().text(", child_tidptr=0x7f0000000310");
+        let clone_entry = Args::new().text("child_stack=NULL, flags=SIGCHLD");
+        assert_eq!(
+            whole_line("clone", &clone_entry, &clone_exit, "42", Form::Verbatim),
+            "clone(child_stack=NULL, flags=SIGCHLD, child_tidptr=0x7f0000000310) = 42"
         );
         assert_eq!(ret(&[], None, Form::Verbatim), "?");
         assert_eq!(

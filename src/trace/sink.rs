@@ -156,6 +156,16 @@ impl Printer {
         }
     }
 
+    /// Prints items whose shape was decided elsewhere (strace's own lines, read back by
+    /// `strace.rs`), with notes once per run and repeats folded, as for any other.
+    pub fn print_shaped(&mut self, items: Vec<super::order::Item>) {
+        let mut out = Vec::new();
+        for item in items {
+            out.extend(self.order.shaped(item));
+        }
+        self.print(&out);
+    }
+
     /// Prints everything: the stream has ended.
     pub fn end(&mut self) {
         let items = self.order.release(None);

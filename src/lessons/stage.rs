@@ -1,24 +1,146 @@
-//! A demo's machinery, kept out of the trace: /proc readings, control lines, a typing keyboard.
+//! A demo's stage machinery: waiting for its processes, private lines to forked children, what
+//! /proc says, a keyboard typing into a client; none of it the lesson, so every call here runs
+//! inside [`trace::stage`].
 //!
-//! A demo sometimes has to know what another process is doing (is client#2 asleep in recvfrom
-//! yet? did the three workers that lost the race even wake up?), to tell a child when to go, or
-//! to play a person typing at a terminal. None of that is the lesson, so everything here runs
-//! inside [`trace::stage`]: our trace shows none of it (what the keyboard types is narrated),
-//! and the strace comparison (tests/trace_vs_strace.rs) leaves its calls out, as it leaves out
-//! everything between a stage's markers.
+//! Under real strace these calls are still there, between the stage's markers, which
+//! `tests/trace_vs_strace.rs` leaves out; in the lesson's trace they make no line (what the
+//! keyboard types is narrated).
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag};
-use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, setsockopt, sockopt};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use nix::unistd::Pid;
 
-use crate::trace;
+use crate::context::Context;
+use crate::sys::epoll::EPOLL_FLAGS;
+use crate::trace::{self, render};
+
+/// Waits for a process started with [`super::spawn_process`]; one that did not exit with 0
+/// fails the demo.
+///
+/// # Errors
+/// When waiting fails, or the process ended otherwise than with status 0.
+pub fn wait_process(actor: &str, mut child: Child) -> Result<(), String> {
+    let status = trace::stage(|| child.wait()).context(format!("waiting for {actor}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{actor} ended with {status}"))
+    }
+}
+
+/// One end of a private line between a demo's master and a child it forked: the choreography
+/// that makes a demo's trace the same on every run (a child says it woke, the master says when
+/// it may go on). An AF_UNIX stream socketpair; dropping an end closes it, staged too.
+pub struct Line(Option<OwnedFd>);
+
+/// The longest word said on a line.
+const WORD_MAX: usize = 16;
+
+impl Line {
+    /// Two connected ends: one for the master, one for the child (each closes the other's
+    /// copy after the fork, by dropping it).
+    ///
+    /// # Errors
+    /// `EMFILE`, `ENFILE`, in one line.
+    pub fn pair() -> Result<(Line, Line), String> {
+        let (one, other) =
+            trace::stage(|| socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC))
+                .context("socketpair for a control line")?;
+        Ok((Line(Some(one)), Line(Some(other))))
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Sends `word` (at most 16 bytes) to the other end.
+    ///
+    /// # Errors
+    /// When the other end is gone.
+    pub fn say(&self, word: &str) -> Result<(), String> {
+        let bytes = &word.as_bytes()[..word.len().min(WORD_MAX)];
+        let sent = trace::stage(|| send(self.fd(), bytes, MsgFlags::MSG_NOSIGNAL)).context("a control line")?;
+        if sent == bytes.len() {
+            Ok(())
+        } else {
+            Err(format!("a control line took {sent} of {} bytes", bytes.len()))
+        }
+    }
+
+    /// Waits for the other end's next word. Each side speaks only after hearing the other,
+    /// so one read is one word.
+    ///
+    /// # Errors
+    /// When the other end closed without a word.
+    pub fn hear(&self) -> Result<String, String> {
+        let mut buf = [0u8; WORD_MAX];
+        let n = trace::stage(|| recv(self.fd(), &mut buf, MsgFlags::empty())).context("a control line")?;
+        if n == 0 {
+            return Err("the other end of a control line closed early".into());
+        }
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            trace::stage(|| drop(fd));
+        }
+    }
+}
+
+/// Whether process `pid` is asleep in one of `syscalls`: `/proc/PID/syscall` starts with the
+/// number of the syscall a sleeping process is in (`232 0x4 …` in epoll_wait on x86_64), and
+/// says `running` for one on a CPU.
+pub fn asleep_in(pid: Pid, syscalls: &[i64]) -> bool {
+    let text = trace::stage(|| std::fs::read_to_string(format!("/proc/{pid}/syscall"))).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
+    number.is_some_and(|n| syscalls.contains(&n))
+}
+
+/// Looks every millisecond, for at most `limit`, until `done` holds; says whether it did.
+/// Nothing tells one process when another has gone to sleep or woken up.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    trace::stage(|| {
+        loop {
+            if done() {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
+/// An epoll instance's interest list as the kernel keeps it: one `(descriptor, events)` per
+/// `tfd:` line of `/proc/self/fdinfo/EPFD` (proc_pid_fdinfo(5)), the events named as strace
+/// names them, in descriptor order (the kernel lists them in an order of its own).
+pub fn epoll_interest(epoll: impl AsFd) -> Vec<(RawFd, String)> {
+    let path = format!("/proc/self/fdinfo/{}", epoll.as_fd().as_raw_fd());
+    let text = trace::stage(|| std::fs::read_to_string(path)).unwrap_or_default();
+    let mut entries: Vec<(RawFd, String)> = text
+        .lines()
+        .filter_map(|line| match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["tfd:", fd, "events:", bits, ..] => {
+                let bits = i64::from_str_radix(bits, 16).ok()?;
+                Some((fd.parse().ok()?, render::flags(bits, EPOLL_FLAGS)))
+            }
+            _ => None,
+        })
+        .collect();
+    entries.sort();
+    entries
+}
 
 /// The syscall numbers poll(2) may arrive as.
 pub const POLL: &[i64] = &[
@@ -27,27 +149,11 @@ pub const POLL: &[i64] = &[
     libc::SYS_ppoll,
 ];
 
-/// Whether `pid` sleeps inside one of `syscalls`. `/proc/PID/syscall` starts with the number of
-/// the syscall a sleeping process is in (`288 0x3 …` in accept4 on x86_64) and says `running`
-/// otherwise.
-pub fn asleep_in(pid: Pid, syscalls: &[i64]) -> bool {
-    let text = trace::stage(|| std::fs::read_to_string(format!("/proc/{pid}/syscall"))).unwrap_or_default();
-    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
-    number.is_some_and(|n| syscalls.contains(&n))
-}
-
 /// Waits, at most `patience`, until every process in `pids` sleeps in one of `syscalls`;
-/// returns how many do. Nothing tells one process when another has gone to sleep, so this
-/// looks every millisecond.
+/// returns how many do.
 pub fn wait_until_asleep(pids: &[Pid], syscalls: &[i64], patience: Duration) -> usize {
-    let started = Instant::now();
-    loop {
-        let asleep = pids.iter().filter(|&&pid| asleep_in(pid, syscalls)).count();
-        if asleep == pids.len() || started.elapsed() >= patience {
-            return asleep;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(patience, || pids.iter().all(|&pid| asleep_in(pid, syscalls)));
+    pids.iter().filter(|&&pid| asleep_in(pid, syscalls)).count()
 }
 
 /// `voluntary_ctxt_switches` in /proc/PID/status: how many times the process has gone to
@@ -96,30 +202,24 @@ impl Looper {
     /// many times it has gone to sleep so far (`voluntary_ctxt_switches`), or None if it never
     /// got there.
     pub fn asleep(&self, patience: Duration) -> Option<u64> {
-        let started = Instant::now();
-        loop {
-            if let Some(count) = trace::stage(|| self.sleeping_count()) {
-                return Some(count);
-            }
-            if started.elapsed() >= patience {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let mut count = None;
+        wait_until(patience, || {
+            count = self.sleeping_count();
+            count.is_some()
+        });
+        count
     }
 
     /// After something that wakes it: waits (at most `patience`) until the thread has slept
     /// again since `before` (its count grew) and sleeps in its waiting call once more, that is,
     /// until it has handled the event; returns the new count.
     pub fn went_round(&self, before: u64, patience: Duration) -> Option<u64> {
-        let started = Instant::now();
-        loop {
-            match trace::stage(|| self.sleeping_count()) {
-                Some(count) if count > before => return Some(count),
-                _ if started.elapsed() >= patience => return None,
-                _ => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
+        let mut count = None;
+        wait_until(patience, || {
+            count = self.sleeping_count().filter(|&now| now > before);
+            count.is_some()
+        });
+        count
     }
 
     /// Its sleep count, if it is asleep in its waiting call right now. The count is read
@@ -142,90 +242,12 @@ impl Looper {
     }
 }
 
-/// One end of a private line between a demo's master and one of its children (an AF_UNIX
-/// `SOCK_SEQPACKET` pair, so each word arrives whole), for the master to say when a child may
-/// go on and the child to say what happened. Made, used and closed backstage.
-pub struct Line(Option<OwnedFd>);
-
-/// How long either end waits to hear a word before giving up: the other side is stuck.
-const LINE_PATIENCE: Duration = Duration::from_secs(10);
-/// The longest word a line carries.
-const WORD_MAX: usize = 32;
-
-impl Line {
-    /// Both ends of a new line: fork, and keep one end on each side.
-    ///
-    /// # Errors
-    /// When the socketpair cannot be made.
-    pub fn pair() -> Result<(Line, Line), String> {
-        trace::stage(|| {
-            let (a, b) =
-                nix::sys::socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-                    .map_err(|e| format!("socketpair for a control line: {e}"))?;
-            let patience = TimeVal::new(LINE_PATIENCE.as_secs() as _, 0);
-            for end in [&a, &b] {
-                setsockopt(end, sockopt::ReceiveTimeout, &patience).map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
-            }
-            Ok((Line(Some(a)), Line(Some(b))))
-        })
-    }
-
-    /// Sends one word to the other end.
-    ///
-    /// # Errors
-    /// When the other end is gone.
-    pub fn tell(&self, word: &str) -> Result<(), String> {
-        let fd = self.fd()?;
-        trace::stage(|| nix::sys::socket::send(fd, word.as_bytes(), MsgFlags::MSG_NOSIGNAL))
-            .map(drop)
-            .map_err(|e| format!("telling {word:?} on a control line: {e}"))
-    }
-
-    /// Waits (at most ten seconds) for the next word from the other end.
-    ///
-    /// # Errors
-    /// When the other end closed or said nothing in time.
-    pub fn hear(&self) -> Result<String, String> {
-        let fd = self.fd()?;
-        let mut word = [0u8; WORD_MAX];
-        // A receive timeout makes a signal interrupt the wait even with SA_RESTART (signal(7));
-        // under strace even an ignored SIGCHLD does: wait again.
-        let n = trace::stage(|| {
-            loop {
-                match nix::sys::socket::recv(fd, &mut word, MsgFlags::empty()) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    other => break other,
-                }
-            }
-        })
-        .map_err(|e| format!("waiting on a control line: {e}"))?;
-        if n == 0 {
-            return Err("the other end of a control line closed".into());
-        }
-        Ok(String::from_utf8_lossy(&word[..n]).into_owned())
-    }
-
-    fn fd(&self) -> Result<i32, String> {
-        self.0
-            .as_ref()
-            .map(AsRawFd::as_raw_fd)
-            .ok_or_else(|| "a closed control line".to_string())
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let end = self.0.take();
-        trace::stage(|| drop(end));
-    }
-}
-
 /// Where a [`Typist`]'s pipe ends go: above any number a lesson's own sockets take, so that
 /// they never shift the numbers the lesson's trace shows.
 const OUT_OF_THE_WAY: RawFd = 64;
 
 /// A process of this same program whose stdin is a pipe the demo types into: the demo playing
-/// a person at a terminal. Starting it, typing and Ctrl-D are backstage; what is typed is
+/// a person at a terminal. Starting it, typing and Ctrl-D are staged; what is typed is
 /// narrated by whoever types it.
 pub struct Typist {
     name: String,
