@@ -157,7 +157,7 @@ fn to_plain(line: &str) -> String {
         line.truncate(at);
     }
     // `          server    [the same call 3829 more times]`: a fold, its count a measurement.
-    if line.trim_start().split_whitespace().nth(1) == Some("[the") && line.contains("[the same call ") {
+    if line.split_whitespace().nth(1) == Some("[the") && line.contains("[the same call ") {
         let (actor, rest) = line.trim_start().split_once(' ').unwrap_or_default();
         return format!("{actor:<10}{}", digits_to_n(rest.trim_start()));
     }
