@@ -7,8 +7,9 @@
 //! lessons, and the project README's lesson table says what the table says.
 //!
 //! Stage machinery a demo shares lives beside it, every call of it kept out of the trace:
-//! - [`stage`]: waiting for a demo's processes, private lines to forked children, /proc readers;
-//! - [`Terminal`]: a client process whose stdin the demo types into.
+//! - [`stage`]: waiting for a demo's processes, private lines to forked children, /proc
+//!   readers, a keyboard typing into a client;
+//! - [`Terminal`]: a client process whose stdin the demo types into, and whose screen it reads.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -111,7 +112,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Iterative, forking, threaded and prefork servers",
         summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
         python: &["tsTservSS.py", "tsTclntSS.py", "seed_server.py", "seed_client.py"],
-        parts: &[],
+        parts: &["prefork", "herd", "backlog"],
     },
     Lesson {
         number: 8,

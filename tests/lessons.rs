@@ -248,4 +248,3 @@ fn notes_follow_the_calls_they_explain() {
         }
     }
 }
-

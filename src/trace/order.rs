@@ -413,6 +413,19 @@ impl Order {
         self.folds.remove(&thread);
         if let Item::Resumed(call) = &mut item {
             self.pick_note(call);
+            // A call printed in two halves is still a line that identical calls fold into:
+            // whether a busy loop's first call was split depends on other threads' timing.
+            if !call.never_returned() {
+                self.folds.insert(
+                    thread,
+                    Fold {
+                        first: call.clone(),
+                        line: call.line(Form::Verbatim),
+                        count: 0,
+                        last_t: call.exit_t,
+                    },
+                );
+            }
         }
         out.push(item);
     }
@@ -790,6 +803,41 @@ mod tests {
                 "server recvfrom(4) = -1 EAGAIN (Resource temporarily unavailable)",
                 "client » thinking",
                 "server recvfrom x4",
+                "server » done",
+            ]
+        );
+    }
+
+    #[test]
+    fn identical_calls_fold_into_a_first_call_printed_in_two_halves() {
+        let mut order = Order::new();
+        let eagain = || What::Exit {
+            name: "recvfrom".into(),
+            called: 0,
+            args: Args::new(),
+            ret: Vec::new(),
+            errno: Some(libc::EAGAIN),
+            note: "recv".into(),
+            explained: None,
+        };
+        order.push(at(10, 1, "server", enter("recvfrom", 4)));
+        // Another thread starts a call meanwhile: the first recvfrom prints in two halves.
+        order.push(at(11, 2, "client", enter("poll", 3)));
+        order.push(at(12, 1, "server", eagain()));
+        for i in 0..3 {
+            order.push(at(20 + 4 * i, 1, "server", enter("recvfrom", 4)));
+            order.push(at(22 + 4 * i, 1, "server", eagain()));
+        }
+        order.push(at(40, 2, "client", exit("poll", 1)));
+        order.push(at(50, 1, "server", say("done")));
+        assert_eq!(
+            lines(&order.release(None)),
+            [
+                "server recvfrom unfinished",
+                "client poll unfinished",
+                "server recvfrom resumed = -1 EAGAIN (Resource temporarily unavailable)",
+                "client poll resumed = 1",
+                "server recvfrom x3",
                 "server » done",
             ]
         );
