@@ -242,6 +242,10 @@ impl Table {
             ("connect", Some(Kind::UnixDgram)) => "connect.unix-dgram",
             ("listen", Some(Kind::UnixFresh | Kind::UnixListener)) => "listen.unix",
             ("sendto", Some(Kind::UnixDgram)) => "sendto.unix",
+            // Not a socket this process made or accepted: stdin, a pipe, a file, a descriptor
+            // that came from elsewhere.
+            ("read", None) => "read.any",
+            ("write", None) => "write.any",
             _ => call,
         }
     }
@@ -373,6 +377,16 @@ mod tests {
             "an accepted AF_UNIX connection has a peer"
         );
         assert_eq!(table.closed(3), "close.unix-listener", "a listener has none");
+    }
+
+    #[test]
+    fn read_and_write_speak_of_sockets_only_on_sockets() {
+        let mut table = Table::default();
+        table.created(3, libc::AF_INET, libc::SOCK_STREAM);
+        assert_eq!(table.note_for(3, "read"), "read");
+        assert_eq!(table.note_for(3, "write"), "write");
+        assert_eq!(table.note_for(0, "read"), "read.any", "stdin: a terminal, a pipe, a file");
+        assert_eq!(table.note_for(1, "write"), "write.any");
     }
 
     #[test]
