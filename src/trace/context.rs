@@ -385,7 +385,11 @@ mod tests {
         table.created(3, libc::AF_INET, libc::SOCK_STREAM);
         assert_eq!(table.note_for(3, "read"), "read");
         assert_eq!(table.note_for(3, "write"), "write");
-        assert_eq!(table.note_for(0, "read"), "read.any", "stdin: a terminal, a pipe, a file");
+        assert_eq!(
+            table.note_for(0, "read"),
+            "read.any",
+            "stdin: a terminal, a pipe, a file"
+        );
         assert_eq!(table.note_for(1, "write"), "write.any");
     }
 
