@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType, sockopt};
 use socklab::chat::{self, Room};
-use socklab::lessons::{self, Args, Context, Outcome, Role, stage};
+use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::poll::{poll, raw_revents};
 use socklab::{serve, sys, trace};
 
@@ -149,7 +149,7 @@ fn demo() -> Outcome {
         .map_err(|e| format!("starting client#1: {e}"))?;
     let result = converse(&listener);
     // Whatever happened, do not leave the client process behind.
-    let waited = stage::wait_process("client#1", client);
+    let waited = lessons::wait_process("client#1", client);
     result?;
     waited?;
 

@@ -329,7 +329,7 @@ fn demo() -> Outcome {
     sys::close(listener).context("close")?;
     trace::explain("closing the epoll instance frees its interest list");
     sys::close(epoll.0).context("close")?;
-    stage::wait_process("client#1", client)?;
+    lessons::wait_process("client#1", client)?;
     Ok(())
 }
 

@@ -389,7 +389,7 @@ fn edge_and_oneshot() -> Outcome {
     ep::epoll_ctl_del(&epoll, &listener).context("epoll_ctl DEL")?;
     sys::close(listener).context("close")?;
     sys::close(epoll.0).context("close")?;
-    stage::wait_process("client#1", client)?;
+    lessons::wait_process("client#1", client)?;
     Ok(())
 }
 

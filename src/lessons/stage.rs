@@ -20,20 +20,6 @@ use crate::context::Context;
 use crate::sys::epoll::EPOLL_FLAGS;
 use crate::trace::{self, render};
 
-/// Waits for a process started with [`super::spawn_process`]; one that did not exit with 0
-/// fails the demo.
-///
-/// # Errors
-/// When waiting fails, or the process ended otherwise than with status 0.
-pub fn wait_process(actor: &str, mut child: Child) -> Result<(), String> {
-    let status = trace::stage(|| child.wait()).context(format!("waiting for {actor}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{actor} ended with {status}"))
-    }
-}
-
 /// One end of a private line between a demo's master and a child it forked: the choreography
 /// that makes a demo's trace the same on every run (a child says it woke, the master says when
 /// it may go on). An AF_UNIX stream socketpair; dropping an end closes it, staged too.
