@@ -284,6 +284,13 @@ fn close_inherited_descriptors() {
 /// (`trace::collect`), which runs the program again, gathers the events of every process of
 /// the demo, and prints them in the order they happened.
 pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
+    main_then(default_port, run, || {});
+}
+
+/// [`main`], and then, once a demo that ended well has had its trace printed for a person
+/// (human mode), `after` in the process that printed it: what a trace cannot hold goes there
+/// (lesson 16 draws its chart). json and plain print the trace alone.
+pub fn main_then(default_port: u16, run: impl FnOnce(Args) -> Outcome, after: impl FnOnce()) {
     close_inherited_descriptors();
     let words: Vec<String> = std::env::args().skip(1).collect();
     let program = std::env::args().next().unwrap_or_default();
@@ -296,7 +303,11 @@ pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
         }
     };
     if args.role == Role::Demo && trace::mode().prints() {
-        std::process::exit(trace::collect(trace::mode()));
+        let status = trace::collect(trace::mode());
+        if status == 0 && trace::mode() == trace::Mode::Human {
+            after();
+        }
+        std::process::exit(status);
     }
     let outcome = run(args);
     trace::finish();
