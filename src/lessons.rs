@@ -5,6 +5,10 @@
 //! holds exactly its files (README.md, main.rs, expected.trace and the Python programs named
 //! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
 //! lesson table says what the table says.
+//!
+//! - `scaling`: lesson 16's harness (its echo servers under load, its chart).
+
+pub mod scaling;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
