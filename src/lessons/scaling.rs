@@ -253,12 +253,16 @@ pub fn last_bench() -> Option<(String, Vec<BenchCell>)> {
         })
         .collect();
     let quick = matches!(results.get("quick"), Some(Json::Bool(true)));
+    let (reps, secs) = (results.number("reps").unwrap_or(0.0), results.number("secs").unwrap_or(0.0));
+    let runs = if reps == 1.0 {
+        format!("one run of {secs} s")
+    } else {
+        format!("medians of {reps} runs of {secs} s")
+    };
     let about = format!(
-        "your last `make bench`{} (commit {}, medians of {} runs of {} s)",
+        "your last `make bench`{} (commit {}, {runs})",
         if quick { " QUICK=1" } else { "" },
         results.text("commit").unwrap_or("?"),
-        results.number("reps").unwrap_or(0.0),
-        results.number("secs").unwrap_or(0.0),
     );
     Some((about, cells))
 }
