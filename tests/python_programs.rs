@@ -154,6 +154,11 @@ fn lesson_15_python() {
     check(15, &["echoed back: 20000 bytes", "then end of file"]);
 }
 
+#[test]
+fn lesson_16_python() {
+    check(16, &["N =    10: select", "N = 10000: poll", "epoll: N = 10000 costs"]);
+}
+
 /// Runs lesson `number`'s Python under strace and checks its README's claims and `printed`.
 fn check(number: u8, printed: &[&str]) {
     util::require("strace");
