@@ -69,6 +69,13 @@ fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
 }
 
+/// One thread; the measured waits, the other descriptors' set-up and the echo servers (forked
+/// processes under load) are all staged, and only their narration prints.
+#[test]
+fn lesson_16_trace_matches_strace() {
+    compare_with_strace(16, 1);
+}
+
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
 /// headers, SO_PEERCRED, AF_UNIX names (a path, an abstract one) and unlink, as strace prints them.
 #[test]
