@@ -253,7 +253,10 @@ pub fn last_bench() -> Option<(String, Vec<BenchCell>)> {
         })
         .collect();
     let quick = matches!(results.get("quick"), Some(Json::Bool(true)));
-    let (reps, secs) = (results.number("reps").unwrap_or(0.0), results.number("secs").unwrap_or(0.0));
+    let (reps, secs) = (
+        results.number("reps").unwrap_or(0.0),
+        results.number("secs").unwrap_or(0.0),
+    );
     let runs = if reps == 1.0 {
         format!("one run of {secs} s")
     } else {
@@ -412,8 +415,8 @@ fn escape(text: &str) -> String {
 /// The chart as an SVG document: cost of one wait against N, both axes logarithmic, a line
 /// and markers per series, select's FD_SETSIZE ceiling, and `note` at the foot.
 pub fn svg(series: &[Series], note: &str) -> String {
-    let (width, height) = (780.0, 500.0);
-    let (left, right, top, bottom) = (90.0, 610.0, 60.0, 420.0);
+    let (width, height) = (820.0, 530.0);
+    let (left, right, top, bottom) = (90.0, 700.0, 60.0, 430.0);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -466,9 +469,9 @@ pub fn svg(series: &[Series], note: &str) -> String {
     if (left..=right).contains(&ceiling) {
         let _ = writeln!(
             out,
-            r##"<line x1="{ceiling:.1}" y1="{top}" x2="{ceiling:.1}" y2="{bottom}" stroke="#c08000" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" fill="#c08000">FD_SETSIZE: select stops here</text>"##,
-            ceiling + 5.0,
-            top + 14.0
+            r##"<line x1="{ceiling:.1}" y1="{top}" x2="{ceiling:.1}" y2="{bottom}" stroke="#c08000" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c08000">FD_SETSIZE: select stops here</text>"##,
+            ceiling - 6.0,
+            top + 18.0
         );
     }
     let _ = writeln!(
@@ -478,6 +481,13 @@ pub fn svg(series: &[Series], note: &str) -> String {
         bottom - top
     );
     let dashes = ["", r#" stroke-dasharray="9 5""#, r#" stroke-dasharray="2 4""#];
+    let _ = writeln!(
+        out,
+        r##"<rect x="{:.1}" y="{:.1}" width="190" height="{:.1}" fill="white" stroke="#999"/>"##,
+        left + 6.0,
+        top + 8.0,
+        22.0 * series.len() as f64 + 6.0
+    );
     for (index, s) in series.iter().enumerate() {
         let points: Vec<String> = s
             .points
@@ -511,15 +521,16 @@ pub fn svg(series: &[Series], note: &str) -> String {
                 s.colour
             );
         }
-        let row = top + 20.0 + 24.0 * index as f64;
+        // The legend, in the plot's top left corner: the costs grow to the right.
+        let row = top + 22.0 + 22.0 * index as f64;
         let _ = writeln!(
             out,
             r#"<line x1="{:.1}" y1="{row:.1}" x2="{:.1}" y2="{row:.1}" stroke="{}" stroke-width="2.5"{}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            right + 75.0,
-            right + 105.0,
+            left + 14.0,
+            left + 46.0,
             s.colour,
             dashes[index % dashes.len()],
-            right + 112.0,
+            left + 54.0,
             row + 4.0,
             s.name
         );
@@ -535,12 +546,23 @@ pub fn svg(series: &[Series], note: &str) -> String {
         r#"<text transform="translate(22 {:.1}) rotate(-90)" text-anchor="middle">one wait call, median (log scale)</text>"#,
         (top + bottom) / 2.0
     );
-    let _ = writeln!(
-        out,
-        r##"<text x="{left}" y="{:.1}" font-size="11" fill="#555">{}</text>"##,
-        height - 12.0,
-        escape(note)
-    );
+    // The note at the foot, in lines of at most 120 characters, broken between sentences.
+    let mut lines = vec![String::new()];
+    for sentence in note.split_inclusive(". ") {
+        let last = lines.last_mut().expect("never empty");
+        if !last.is_empty() && last.len() + sentence.len() > 120 {
+            lines.push(String::new());
+        }
+        lines.last_mut().expect("never empty").push_str(sentence);
+    }
+    for (index, line) in lines.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{left}" y="{:.1}" font-size="11" fill="#555">{}</text>"##,
+            height - 12.0 - 15.0 * (lines.len() - 1 - index) as f64,
+            escape(line.trim_end())
+        );
+    }
     out.push_str("</svg>\n");
     out
 }
