@@ -2,10 +2,10 @@
 //! 10,000, for select, poll and epoll, measured on this machine; what idle clients cost an
 //! echo server under each loop; and the chart of it.
 //!
-//! Seed 003 says the cost of select and poll "grows linearly" with the number of descriptors
-//! (the whole set is copied in and scanned on every call) and that epoll, which keeps its
-//! interest list in the kernel and learns of readiness by callback, is "the best performing"
-//! on Linux 2.6. Here the kernel shows it: N idle UDP sockets (nobody sends to them) and one
+//! Seed 003 says the cost of select and poll grows linearly with the number of descriptors
+//! (线性增长: the whole set is copied in and scanned on every call) and that epoll, which keeps
+//! its interest list in the kernel and learns of readiness by callback, performs best on Linux
+//! 2.6 (性能最好). Here the kernel shows it: N idle UDP sockets (nobody sends to them) and one
 //! that is ready (a datagram waits in it, unread), and one wait of each kind on all of them,
 //! timed again and again. The ready one is the last descriptor, so select and poll look at
 //! every idle one first, as they do whenever a server sleeps in them.
@@ -416,23 +416,30 @@ fn show_one_wait_each(watched: &mut Watched) -> Result<(), String> {
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard one (untraced: lesson 12 shows the calls) and
-/// returns it: how many descriptors each process of the demo may hold.
+/// returns the limit now in force: how many descriptors each process of the demo may hold.
 fn raise_descriptor_limit() -> usize {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = trace::stage(|| {
-        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
-        (
-            soft,
-            setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_or(soft, |()| hard),
-        )
+    let limits = trace::stage(|| {
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map(|()| (soft, hard))
     });
-    trace::measured(format!(
-        "RLIMIT_NOFILE was {soft} soft, {hard} hard; the soft one raised to the hard (untraced: lesson 12 \
-         shows these calls). N = 10,000 needs {} descriptors here, and the echo part about as many in \
-         each of its two processes",
-        SIZES[SIZES.len() - 1] + BESIDES
-    ));
-    usize::try_from(hard).unwrap_or(usize::MAX)
+    let needed = SIZES[SIZES.len() - 1] + BESIDES;
+    match limits {
+        Ok((soft, hard)) => {
+            trace::measured(format!(
+                "RLIMIT_NOFILE was {soft} soft, {hard} hard; the soft one raised to the hard (untraced: \
+                 lesson 12 shows these calls). N = 10,000 needs {needed} descriptors here, and the echo \
+                 part about as many in each of its two processes"
+            ));
+            usize::try_from(hard).unwrap_or(usize::MAX)
+        }
+        Err(error) => {
+            trace::say(format!(
+                "RLIMIT_NOFILE could not be raised ({error}): the demo keeps to 1,024"
+            ));
+            1024
+        }
+    }
 }
 
 /// The echo part: each of socklab's loops, a process of its own, with idle clients.
@@ -458,7 +465,8 @@ fn echo_with_idle_clients(limit: usize) -> Result<Vec<EchoRun>, String> {
                 rows.push(EchoRun { lp, idle, rate: None });
                 continue;
             }
-            // SAFETY: the demo runs on this one thread (its clients are the load's sockets).
+            // SAFETY: the demo's process has this one thread: its trace goes straight down the
+            // collector's pipe (no printer thread), and the load runs here.
             let rate = unsafe { scaling::echo_rate(lp, idle, BUSY, WARMUP, MEASURED) }?;
             let cpu = rate.cpu_us_per_msg().unwrap_or(f64::NAN);
             trace::measured(format!(
