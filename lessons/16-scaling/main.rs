@@ -286,7 +286,7 @@ fn demo() -> Outcome {
     let after = format!(
         "{}\n{}",
         scaling::terminal(&series),
-        scaling::echo_table(&echo, scaling::last_bench().as_ref(), MEASURED)
+        scaling::echo_table(&echo, BUSY, scaling::last_bench().as_ref(), MEASURED)
     );
     match scaling::publish(&chart, &after) {
         Ok(path) => trace::say(format!(

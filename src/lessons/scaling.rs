@@ -37,8 +37,6 @@ const AFTER_TRACE: &str = "after-trace.txt";
 #[derive(Clone, Copy, Debug)]
 pub struct EchoRate {
     pub msgs_per_s: f64,
-    /// The round trip's median, in microseconds.
-    pub p50_us: f64,
     /// Cores the server used while it was measured (1.0: one core all the time).
     pub server_cpu: Option<f64>,
 }
@@ -57,7 +55,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// lock is held by a thread the child would lack.
 ///
 /// # Errors
-/// A load that could not run, a check that failed, a server that did not stop.
+/// A load that could not run, a check that failed, a server that ended before its load did.
 pub unsafe fn echo_rate(
     lp: &str,
     idle: usize,
@@ -68,9 +66,10 @@ pub unsafe fn echo_rate(
     trace::stage(|| {
         let listener = serve::listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let server = serve::local_addr(&listener)?;
+        let demo = nix::unistd::getpid();
         // SAFETY: the caller promises one thread (above); the child only serves and exits.
         let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-            ForkResult::Child => serve_and_exit(lp, listener),
+            ForkResult::Child => serve_and_exit(lp, listener, demo),
             ForkResult::Parent { child } => child,
         };
         drop(listener);
@@ -99,7 +98,6 @@ pub unsafe fn echo_rate(
         let figure = |name: &str| report.figures.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         Ok(EchoRate {
             msgs_per_s: figure("msgs_per_s").unwrap_or(0.0),
-            p50_us: figure("p50_us").unwrap_or(f64::NAN),
             server_cpu: figure("server_cpu"),
         })
     })
@@ -174,12 +172,17 @@ fn still_quiet(quiet: &[TcpStream]) -> Result<(), String> {
     }
 }
 
-/// The forked child: serve the echo on `listener` with loop `lp` until every client has left.
-fn serve_and_exit(lp: &str, listener: OwnedFd) -> ! {
+/// The forked child: serves the echo on `listener` with loop `lp` until the demo ends it, or
+/// dies with the demo, `demo` being its pid.
+fn serve_and_exit(lp: &str, listener: OwnedFd, demo: Pid) -> ! {
     // SAFETY: prctl with PR_SET_PDEATHSIG takes plain integers: if the demo dies, so does this
     // server, rather than wait for clients forever.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // It runs until the demo ends it (and dies with the demo, above).
+    if nix::unistd::getppid() != demo {
+        // The demo died before prctl: nobody will send the signal.
+        // SAFETY: as below.
+        unsafe { libc::_exit(1) }
+    }
     let options = serve::Options::default();
     let fd = listener.as_fd();
     let served = match lp {
@@ -221,7 +224,6 @@ pub struct BenchCell {
     pub idle: usize,
     pub socklab: Option<f64>,
     pub c: Option<f64>,
-    pub mio: Option<f64>,
 }
 
 /// The ping-pong cells with 50 busy connections from `target/bench/results.json`, and a line
@@ -248,7 +250,6 @@ pub fn last_bench() -> Option<(String, Vec<BenchCell>)> {
                 idle,
                 socklab: median(row, "socklab"),
                 c: median(row, "c"),
-                mio: median(row, "mio"),
             })
         })
         .collect();
@@ -296,20 +297,20 @@ fn short(value: Option<f64>) -> String {
 /// The echo runs as a table, a row per loop and number of idle clients, with the last `make
 /// bench`'s figures for the same cells beside them (socklab's loop, and the same loop written
 /// plainly in C), when there are any.
-pub fn echo_table(runs: &[EchoRun], bench: Option<&(String, Vec<BenchCell>)>, secs: Duration) -> String {
+pub fn echo_table(runs: &[EchoRun], busy: usize, bench: Option<&(String, Vec<BenchCell>)>, secs: Duration) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "Echo, {busy} clients in ping-pong beside idle ones:");
     let _ = writeln!(
         out,
-        "Echo, 50 clients in ping-pong beside idle ones (messages per second):"
-    );
-    let _ = writeln!(
-        out,
-        "  demo: this run, {} s a loop; CPU: the server's CPU time per message",
+        "  demo: messages per second in this run, {} s a loop; CPU: the server's CPU time per message",
         secs.as_secs_f64()
     );
     match bench {
         Some((about, _)) => {
-            let _ = writeln!(out, "  bench: {about}; C: the same loop written plainly in C");
+            let _ = writeln!(
+                out,
+                "  bench: messages per second in {about}; C: the same loop written plainly in C"
+            );
         }
         None => {
             let _ = writeln!(
