@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a lesson's Python programs together on loopback: `make python-N`.
 
-    python3 lessons/run_python.py N        (N = 1 to 15 and 17, with or without the leading zero)
+    python3 lessons/run_python.py N        (N: a lesson number, with or without the leading zero)
 
 This is stage machinery, not a lesson: it plays the person at the terminals. Each program runs
 as its own process, exactly as you would start it in a terminal of its own (`python3 -u`, so
@@ -413,6 +413,11 @@ def lesson_15(demo):
     server.stop()
 
 
+def lesson_16(demo):
+    """select.select, select.poll and select.epoll over N idle sockets and one ready."""
+    demo.run("costs", "wait_cost.py")
+
+
 def lesson_17(demo):
     """PyMOTW's selectors echo server with an idle timer: a client that talks, then a silent one."""
     port = demo.free_port()
@@ -441,6 +446,7 @@ LESSONS = {
     13: lesson_13,
     14: lesson_14,
     15: lesson_15,
+    16: lesson_16,
     17: lesson_17,
 }
 

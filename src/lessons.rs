@@ -9,7 +9,10 @@
 //! Stage machinery a demo shares lives beside it, every call of it kept out of the trace:
 //! - [`stage`]: waiting for a demo's processes, private lines to forked children, /proc
 //!   readers, a keyboard typing into a client;
+//! - `scaling`: lesson 16's harness (its echo servers under load, its chart);
 //! - [`Terminal`]: a client process whose stdin the demo types into, and whose screen it reads.
+
+pub mod scaling;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -179,6 +182,14 @@ pub const LESSONS: &[Lesson] = &[
         parts: &["herd"],
     },
     Lesson {
+        number: 16,
+        slug: "scaling",
+        title: "Scaling: select, poll and epoll against idle descriptors",
+        summary: "one wait's cost at N = 10 to 10,000 idle descriptors, measured and drawn; echo loops with idle clients",
+        python: &["wait_cost.py"],
+        parts: &[],
+    },
+    Lesson {
         number: 17,
         slug: "reactor",
         title: "The reactor",
@@ -336,6 +347,13 @@ fn close_inherited_descriptors() {
 /// (`trace::collect`), which runs the program again, gathers the events of every process of
 /// the demo, and prints them in the order they happened.
 pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
+    main_then(default_port, run, || {});
+}
+
+/// [`main`], and then, once a demo that ended well has had its trace printed for a person
+/// (human mode), `after` in the process that printed it: what a trace cannot hold goes there
+/// (lesson 16 draws its chart). json and plain print the trace alone.
+pub fn main_then(default_port: u16, run: impl FnOnce(Args) -> Outcome, after: impl FnOnce()) {
     close_inherited_descriptors();
     let words: Vec<String> = std::env::args().skip(1).collect();
     let program = std::env::args().next().unwrap_or_default();
@@ -348,7 +366,11 @@ pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
         }
     };
     if args.role == Role::Demo && trace::mode().prints() {
-        std::process::exit(trace::collect(trace::mode()));
+        let status = trace::collect(trace::mode());
+        if status == 0 && trace::mode() == trace::Mode::Human {
+            after();
+        }
+        std::process::exit(status);
     }
     let outcome = run(args);
     trace::finish();

@@ -156,6 +156,11 @@ fn lesson_15_python() {
 }
 
 #[test]
+fn lesson_16_python() {
+    check(16, &["N =    10: select", "N = 10000: poll", "epoll: N = 10000 costs"]);
+}
+
+#[test]
 fn lesson_17_python() {
     check(
         17,

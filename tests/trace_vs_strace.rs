@@ -142,6 +142,13 @@ fn lesson_15_herd_trace_matches_strace() {
     compare_run_with_strace(15, &["herd"], 9);
 }
 
+/// One thread; the measured waits, the other descriptors' set-up and the echo servers (forked
+/// processes under load) are all staged, and only their narration prints.
+#[test]
+fn lesson_16_trace_matches_strace() {
+    compare_with_strace(16, 1);
+}
+
 /// The reactor's server thread (epoll_wait with a timer's timeout, handlers' calls, a registration
 /// closed mid-dispatch) and two client processes.
 #[test]
