@@ -12,9 +12,10 @@ lesson-%:
 python-%:
 	@python3 lessons/run_python.py $(call two_digits,$*)
 
+# `make expected-15` regenerates lessons/15-*/expected.trace; `make expected-15 ARGS=herd`, a part's.
 expected-%:
 	$(CARGO) build -q --example lesson-$(call two_digits,$*)
-	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) > $(wildcard lessons/$(call two_digits,$*)-*)/expected.trace
+	SOCKLAB_TRACE=plain ./target/debug/examples/lesson-$(call two_digits,$*) $(ARGS) > $(wildcard lessons/$(call two_digits,$*)-*)/expected$(if $(ARGS),.$(ARGS)).trace
 
 lessons:
 	@$(CARGO) run -q --bin socklab -- lessons

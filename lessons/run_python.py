@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs a lesson's Python programs together on loopback: `make python-N`.
 
-    python3 lessons/run_python.py N        (N: a lesson's number, with or without the leading zero)
+    python3 lessons/run_python.py N        (N: a lesson number, with or without the leading zero)
 
 This is stage machinery, not a lesson: it plays the person at the terminals. Each program runs
 as its own process, exactly as you would start it in a terminal of its own (`python3 -u`, so
@@ -413,6 +413,23 @@ def lesson_15(demo):
     server.stop()
 
 
+def lesson_16(demo):
+    """select.select, select.poll and select.epoll over N idle sockets and one ready."""
+    demo.run("costs", "wait_cost.py")
+
+
+def lesson_17(demo):
+    """PyMOTW's selectors echo server with an idle timer: a client that talks, then a silent one."""
+    port = demo.free_port()
+    server = demo.start("server", "selectors_echo_server.py", port, 0.5, 2)
+    demo.wait_until_bound(port)
+    demo.run("client#1", "selectors_echo_client.py", "127.0.0.1", port, "This is the message.  ", "It will be repeated.")
+    server.wait_for("closing (end of file)")
+    demo.say("» client#2 says nothing: the server's timer lets it go after 0.5 s")
+    demo.run("client#2", "selectors_echo_client.py", "127.0.0.1", port)
+    server.wait()
+
+
 def lesson_18(demo):
     """A listener hands connections to workers (SCM_RIGHTS); a socket file; datagrams."""
     demo.run("unix", "unix_fd_passing.py")
@@ -439,6 +456,8 @@ LESSONS = {
     13: lesson_13,
     14: lesson_14,
     15: lesson_15,
+    16: lesson_16,
+    17: lesson_17,
     18: lesson_18,
     19: lesson_19,
 }

@@ -2,15 +2,27 @@
 //!
 //! The table is the one place lessons are registered: `make lessons` prints it, and
 //! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
-//! holds exactly its files (README.md, main.rs, expected.trace and the Python programs named
-//! here), Cargo.toml's `[[example]]` list is exactly these lessons, and the project README's
-//! lesson table says what the table says.
+//! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
+//! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these
+//! lessons, and the project README's lesson table says what the table says.
+//!
+//! Stage machinery a demo shares lives beside it, every call of it kept out of the trace:
+//! - [`stage`]: waiting for a demo's processes, private lines to forked children, /proc
+//!   readers, a keyboard typing into a client;
+//! - `scaling`: lesson 16's harness (its echo servers under load, its chart);
+//! - [`Terminal`]: a client process whose stdin the demo types into, and whose screen it reads.
+
+pub mod scaling;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Lessons import it from here, with the rest of their harness.
 pub use crate::context::Context;
 use crate::trace;
+pub use terminal::Terminal;
+
+pub mod stage;
+mod terminal;
 
 /// One row of the curriculum.
 pub struct Lesson {
@@ -23,6 +35,9 @@ pub struct Lesson {
     /// by `make python-N` (`lessons/run_python.py`); `tests/python_programs.rs` checks their
     /// system calls under strace.
     pub python: &'static [&'static str],
+    /// Parts beyond the demo, each run by name (`make lesson-15 ARGS=herd`), each with its own
+    /// `expected.PART.trace`: what would make the demo's trace too long to read.
+    pub parts: &'static [&'static str],
 }
 
 impl Lesson {
@@ -35,6 +50,14 @@ impl Lesson {
     pub fn example(&self) -> String {
         format!("lesson-{:02}", self.number)
     }
+
+    /// The file holding the demo's trace (`expected.trace`), or a part's (`expected.herd.trace`).
+    pub fn expected_file(&self, part: Option<&str>) -> String {
+        match part {
+            None => "expected.trace".into(),
+            Some(part) => format!("expected.{part}.trace"),
+        }
+    }
 }
 
 pub const LESSONS: &[Lesson] = &[
@@ -44,6 +67,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "A blocking echo server",
         summary: "socket, bind, listen, accept (blocks!), recv, send, close; a client's connect",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 2,
@@ -51,6 +75,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "UDP: datagrams, no connections",
         summary: "recvfrom/sendto, message boundaries kept, connect() on UDP, ECONNREFUSED",
         python: &["seed_server.py", "seed_client.py", "early_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 3,
@@ -58,6 +83,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Addresses, ports and byte order",
         summary: "getaddrinfo, sockaddr_in vs sockaddr_in6, htons, port 0 and getsockname, IPV6_V6ONLY",
         python: &["addresses.py"],
+        parts: &[],
     },
     Lesson {
         number: 4,
@@ -65,6 +91,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Socket options",
         summary: "EADDRINUSE from TIME_WAIT and SO_REUSEADDR, buffer sizes doubled, timeouts, linger",
         python: &["seed_server.py", "seed_client.py", "options.py"],
+        parts: &[],
     },
     Lesson {
         number: 5,
@@ -72,6 +99,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "TCP is a byte stream",
         summary: "one send is not one recv, a short send, line framing, EOF, shutdown(SHUT_WR)",
         python: &["tsTserv.py", "tsTclnt.py", "sendall.py"],
+        parts: &[],
     },
     Lesson {
         number: 6,
@@ -79,6 +107,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Broken pipes and resets",
         summary: "SIGPIPE kills a child, EPIPE with MSG_NOSIGNAL, ECONNRESET after SO_LINGER 0",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 7,
@@ -86,6 +115,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Iterative, forking, threaded and prefork servers",
         summary: "a second client waits; fork and thread per connection; a prefork pool and the herd counted",
         python: &["tsTservSS.py", "tsTclntSS.py", "seed_server.py", "seed_client.py"],
+        parts: &["prefork", "herd", "backlog"],
     },
     Lesson {
         number: 8,
@@ -93,6 +123,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Non-blocking sockets",
         summary: "O_NONBLOCK, EAGAIN, what busy-polling burns, non-blocking connect and SO_ERROR",
         python: &["nonblocking.py"],
+        parts: &[],
     },
     Lesson {
         number: 9,
@@ -100,6 +131,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "select(2)",
         summary: "select on stdin and on sockets with a timeout; nfds, sets and timeout rewritten; pselect6",
         python: &["select_stdin.py", "select_sockets.py", "greeter.py"],
+        parts: &[],
     },
     Lesson {
         number: 10,
@@ -107,6 +139,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "An echo server on select",
         summary: "many clients, one thread: a readable listener means accept won't block; EOF removes a client",
         python: &["select_echo_server.py", "select_echo_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 11,
@@ -114,13 +147,15 @@ pub const LESSONS: &[Lesson] = &[
         title: "The select chat room",
         summary: "the seed's chat room done right: per-client output queues, write interest only while output waits",
         python: &["seed_server.py", "seed_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 12,
         slug: "fd-setsize",
         title: "The FD_SETSIZE wall",
-        summary: "RLIMIT_NOFILE raised, fd 1024 refused by select (nix panics, FD_SET aborts), poll and epoll fine",
+        summary: "fd 1024 has no bit in glibc's fd_set (nix panics, FD_SET aborts) but the kernel's pselect6 takes 1500; poll and epoll fine",
         python: &["fd_wall.py"],
+        parts: &[],
     },
     Lesson {
         number: 13,
@@ -128,6 +163,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "poll(2)",
         summary: "the pollfd array, events vs revents, POLLHUP/POLLERR/POLLNVAL made to happen; the room on poll",
         python: &["poll_echo_server.py", "poll_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 14,
@@ -135,6 +171,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, level-triggered",
         summary: "epoll_create1/ctl/wait, interest list vs ready list, reported again while data remains",
         python: &["epoll_server.py", "epoll_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 15,
@@ -142,6 +179,23 @@ pub const LESSONS: &[Lesson] = &[
         title: "epoll, edge-triggered",
         summary: "reported once: drain to EAGAIN or starve; EPOLLONESHOT; EPOLLEXCLUSIVE and the herd",
         python: &["epoll_et_server.py", "epoll_et_client.py"],
+        parts: &["herd"],
+    },
+    Lesson {
+        number: 16,
+        slug: "scaling",
+        title: "Scaling: select, poll and epoll against idle descriptors",
+        summary: "one wait's cost at N = 10 to 10,000 idle descriptors, measured and drawn; echo loops with idle clients",
+        python: &["wait_cost.py"],
+        parts: &[],
+    },
+    Lesson {
+        number: 17,
+        slug: "reactor",
+        title: "The reactor",
+        summary: "handlers registered per descriptor, timers, one loop dispatching; an echo server and an idle timer on it",
+        python: &["selectors_echo_server.py", "selectors_echo_client.py"],
+        parts: &[],
     },
     Lesson {
         number: 18,
@@ -149,6 +203,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Unix domain sockets",
         summary: "path and abstract names, socketpair, SO_PEERCRED, a listener hands connections to workers (SCM_RIGHTS)",
         python: &["unix_fd_passing.py"],
+        parts: &[],
     },
     Lesson {
         number: 19,
@@ -156,6 +211,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Signals in the event loop",
         summary: "EINTR and SA_RESTART, the race pselect6's mask closes, the self-pipe trick, signalfd; a clean stop",
         python: &["signals_in_the_loop.py"],
+        parts: &[],
     },
 ];
 
@@ -214,9 +270,17 @@ pub fn spawn_process(actor: &str, role: &str, port: u16, words: &[&str]) -> std:
 /// # Errors
 /// When the child cannot start or does not exit with status 0.
 pub fn run_process(actor: &str, role: &str, port: u16, words: &[&str]) -> Result<(), String> {
-    let status = spawn_process(actor, role, port, words)
-        .and_then(|mut child| trace::stage(|| child.wait()))
-        .map_err(|e| format!("{actor}: {e}"))?;
+    let child = spawn_process(actor, role, port, words).map_err(|e| format!("{actor}: {e}"))?;
+    wait_process(actor, child)
+}
+
+/// Waits for a process [`spawn_process`] started, named `actor` in the trace. Waiting is
+/// plumbing (staged); a child that fails fails the demo.
+///
+/// # Errors
+/// When the wait fails, or the child does not exit with status 0.
+pub fn wait_process(actor: &str, mut child: std::process::Child) -> Result<(), String> {
+    let status = trace::stage(|| child.wait()).map_err(|e| format!("{actor}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -291,6 +355,13 @@ fn close_inherited_descriptors() {
 /// (`trace::collect`), which runs the program again, gathers the events of every process of
 /// the demo, and prints them in the order they happened.
 pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
+    main_then(default_port, run, || {});
+}
+
+/// [`main`], and then, once a demo that ended well has had its trace printed for a person
+/// (human mode), `after` in the process that printed it: what a trace cannot hold goes there
+/// (lesson 16 draws its chart). json and plain print the trace alone.
+pub fn main_then(default_port: u16, run: impl FnOnce(Args) -> Outcome, after: impl FnOnce()) {
     close_inherited_descriptors();
     let words: Vec<String> = std::env::args().skip(1).collect();
     let program = std::env::args().next().unwrap_or_default();
@@ -303,7 +374,11 @@ pub fn main(default_port: u16, run: impl FnOnce(Args) -> Outcome) {
         }
     };
     if args.role == Role::Demo && trace::mode().prints() {
-        std::process::exit(trace::collect(trace::mode()));
+        let status = trace::collect(trace::mode());
+        if status == 0 && trace::mode() == trace::Mode::Human {
+            after();
+        }
+        std::process::exit(status);
     }
     let outcome = run(args);
     trace::finish();

@@ -1,5 +1,7 @@
 //! Lesson 03's claims about addresses, checked against the kernel and glibc: getaddrinfo's
-//! answers for "localhost" and "::1"; sockaddr_in is 16 bytes and sockaddr_in6 28; the port is
+//! answers for "localhost" and "::1", and what it does underneath, under the real strace (reads
+//! /etc/hosts for a name, nothing for a numeric address, sorts several answers with a connected
+//! UDP socket); sockaddr_in is 16 bytes and sockaddr_in6 28; the port is
 //! stored high byte first; port 0 gets a real port; a wildcard listener takes 127.0.0.2 and a
 //! 127.0.0.1 one refuses it; getsockname and getpeername agree across a connection; and an
 //! IPv6 listener with IPV6_V6ONLY off takes IPv4 clients as ::ffff:127.0.0.1, with it on
@@ -332,4 +334,143 @@ fn server_mode_on_ipv6_wildcard_sees_ipv4_clients_as_mapped() {
             client.port()
         )
     );
+}
+
+/// Each stage of `lesson-03`'s demo as the real `strace -f` saw it: the calls its thread made
+/// between a stage's begin and end markers (the demo stages glibc's getaddrinfo, and nothing
+/// else), one line per call, `<unfinished ...>` and `<... resumed>` joined.
+fn lesson_03_stages_under_strace() -> Vec<Vec<String>> {
+    util::require("strace");
+    let log = std::env::temp_dir().join(format!("socklab-gai-{}.txt", std::process::id()));
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-o"])
+        .arg(&log)
+        .arg(util::lesson_program(3))
+        .env("SOCKLAB_TRACE", "json");
+    let output = util::run_with_deadline(command, std::time::Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut pending = std::collections::HashMap::new();
+    let mut stages: std::collections::HashMap<String, Vec<Vec<String>>> = std::collections::HashMap::new();
+    let mut inside = std::collections::HashSet::new();
+    for raw in text.lines() {
+        let Some((tid, call)) = raw.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let call = if let Some(head) = call.strip_suffix(" <unfinished ...>") {
+            pending.insert(tid.to_string(), head.to_string());
+            continue;
+        } else if let Some(resumed) = call.strip_prefix("<... ") {
+            let tail = resumed.split_once("resumed>").map_or("", |(_, t)| t);
+            format!("{}{tail}", pending.remove(tid).unwrap_or_default())
+        } else {
+            call.to_string()
+        };
+        if call.starts_with(r#"write(1, "\36stage-begin"#) {
+            inside.insert(tid.to_string());
+            stages.entry(tid.to_string()).or_default().push(Vec::new());
+        } else if call.starts_with(r#"write(1, "\36stage-end"#) {
+            inside.remove(tid);
+        } else if inside.contains(tid) {
+            if let Some(stage) = stages.get_mut(tid).and_then(|s| s.last_mut()) {
+                stage.push(call);
+            }
+        }
+    }
+    let mut threads: Vec<_> = stages.into_values().collect();
+    assert_eq!(threads.len(), 1, "one thread of the demo stages its calls: {threads:?}");
+    threads.pop().unwrap_or_default()
+}
+
+/// The descriptors a stage's calls opened (openat, socket) and did not close.
+fn left_open(stage: &[String]) -> Vec<String> {
+    let mut open = Vec::new();
+    for call in stage {
+        let result = call.rsplit_once(" = ").map(|(_, r)| r.trim().to_string());
+        if call.starts_with("openat(") || call.starts_with("socket(") {
+            if let Some(fd) = result.filter(|r| r.parse::<u32>().is_ok()) {
+                open.push(fd);
+            }
+        } else if let Some(fd) = call.strip_prefix("close(").and_then(|r| r.split(')').next()) {
+            open.retain(|o| o != fd);
+        }
+    }
+    open
+}
+
+/// Lesson 03's "What getaddrinfo does underneath", held to the real strace: for "localhost"
+/// glibc reads `/etc/hosts` (with AF_INET, and again with AF_UNSPEC), after `/etc/nsswitch.conf`;
+/// every descriptor it opens it closes before returning; and the numeric "::1" with
+/// AI_NUMERICHOST makes no system call at all.
+#[test]
+fn getaddrinfo_reads_etc_hosts_for_localhost_and_makes_no_call_for_a_numeric_address() {
+    let stages = lesson_03_stages_under_strace();
+    assert_eq!(stages.len(), 3, "the demo's three lookups: {stages:#?}");
+    let opened = |stage: &[String], path: &str| {
+        stage
+            .iter()
+            .position(|c| c.starts_with(&format!("openat(AT_FDCWD, \"{path}\"")))
+    };
+    let first = &stages[0];
+    let (nsswitch, hosts) = (opened(first, "/etc/nsswitch.conf"), opened(first, "/etc/hosts"));
+    assert!(
+        nsswitch.is_some() && hosts.is_some() && nsswitch < hosts,
+        "localhost: nsswitch.conf, then /etc/hosts: {first:#?}"
+    );
+    assert!(opened(&stages[1], "/etc/hosts").is_some(), "{:#?}", stages[1]);
+    for stage in &stages {
+        assert!(left_open(stage).is_empty(), "descriptors left open: {stage:#?}");
+    }
+    assert!(stages[2].is_empty(), "::1 with AI_NUMERICHOST: {:#?}", stages[2]);
+}
+
+/// With several answers glibc sorts them (RFC 6724): for each it asks the kernel which source
+/// address it would use, by connecting a UDP socket (which sends nothing) and reading
+/// getsockname. Python's `getaddrinfo(None, 2525, 0, SOCK_STREAM, 0, AI_PASSIVE)` gets two
+/// answers, `0.0.0.0` and `::`, and strace shows the probe.
+#[test]
+fn getaddrinfo_sorts_several_answers_with_a_udp_socket_it_connects() {
+    require_ipv6!();
+    util::require("strace");
+    util::require("python3");
+    let log = std::env::temp_dir().join(format!("socklab-gai-sort-{}.txt", std::process::id()));
+    let mut command = Command::new("strace");
+    command
+        // No -f: Python makes these calls in its one thread (and a launcher script's own
+        // children, if `python3` is one, are not worth tracing).
+        .args(["-qq", "-e", "trace=socket,connect,getsockname,close", "-o"])
+        .arg(&log)
+        .args(["python3", "-c"])
+        .arg("import socket; print(len(socket.getaddrinfo(None, 2525, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)))");
+    let output = util::run_with_deadline(command, std::time::Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "2", "two answers");
+    let calls: Vec<&str> = text.lines().map(str::trim).collect();
+    let probe = calls
+        .iter()
+        .position(|c| c.starts_with("socket(AF_INET6, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP)"))
+        .unwrap_or_else(|| panic!("no UDP probe socket: {calls:#?}"));
+    let rest = &calls[probe..];
+    let fd = rest[0].rsplit_once(" = ").map_or("", |(_, fd)| fd.trim());
+    let wanted = [
+        format!(
+            r#"connect({fd}, {{sa_family=AF_INET6, sin6_port=htons(2525), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::", &sin6_addr)"#
+        ),
+        format!("getsockname({fd}, {{sa_family=AF_INET6"),
+        format!(r#"connect({fd}, {{sa_family=AF_INET, sin_port=htons(2525), sin_addr=inet_addr("0.0.0.0")}}, 16) = 0"#),
+        format!("getsockname({fd}, {{sa_family=AF_INET6"),
+        format!("close({fd})"),
+    ];
+    let mut at = 0;
+    for want in &wanted {
+        at += rest[at..]
+            .iter()
+            .position(|c| c.starts_with(want.as_str()))
+            .unwrap_or_else(|| panic!("no {want:?} after the probe socket: {rest:#?}"))
+            + 1;
+    }
 }

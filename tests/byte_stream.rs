@@ -1,7 +1,8 @@
 //! Claims of lesson 05: TCP carries bytes, not messages. Several sends coalesce into one recv
 //! when the reader waits; one send can take several recvs of a small buffer; a socket that
 //! called shutdown(SHUT_WR) can no longer send (EPIPE) but still receives; recv returns 0 once
-//! the peer's FIN has arrived, and keeps returning 0.
+//! the peer's FIN has arrived, and keeps returning 0. And what the lesson says of the chat
+//! room's compromise with seed 003's client, which sends lines without newlines: its quiet rule.
 //!
 //! "The reader waits" is real synchronisation, not a sleep: the reader polls for POLLRDHUP,
 //! which the kernel reports only once the peer's FIN has been taken in, and TCP takes segments
@@ -9,9 +10,11 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Instant;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType, sockopt};
 use nix::sys::time::TimeVal;
+use socklab::chat::{QUIET, Room, Service};
 use socklab::sys::{self, Errno};
 use socklab::trace::{self, Mode};
 
@@ -157,4 +160,73 @@ fn recv_returns_0_after_the_peers_fin_and_keeps_returning_0() {
             "recv number {attempt} after the FIN"
         );
     }
+}
+
+/// What a loop does when `bytes` arrive from client `id`: put them in the inbox the room lends.
+fn arrive(room: &mut Room, id: usize, bytes: &[u8]) {
+    let buf = room.read_buffer(id);
+    assert!(buf.len() >= bytes.len(), "the room lends room for a few bytes");
+    buf[..bytes.len()].copy_from_slice(bytes);
+    room.received(id, bytes.len());
+    room.changed(&mut Vec::new());
+}
+
+/// Everything the room has for client `id`, taken as a loop takes it.
+fn heard(room: &mut Room, id: usize) -> String {
+    room.changed(&mut Vec::new());
+    let text = String::from_utf8_lossy(room.output(id)).into_owned();
+    room.wrote(id, text.len());
+    text
+}
+
+/// A room with clients 1 and 2 (127.0.0.1:40001 and :40002), welcomes already read, its clock
+/// at `start`.
+fn room_of_two(start: Instant) -> Room {
+    let mut room = Room::new(|| "12:00:00".to_string());
+    room.tick(start);
+    for id in [1, 2] {
+        room.join(id, SocketAddr::from(([127, 0, 0, 1], 40000 + id as u16)));
+    }
+    for id in [1, 2] {
+        heard(&mut room, id);
+    }
+    room
+}
+
+/// Lesson 05's account of the chat room's one timing rule (`src/chat`, `QUIET`), held to the
+/// room itself, driven as a loop drives it, on a clock the test sets: for a client that has
+/// never sent a newline (seed 003's client), `QUIET` of silence ends its line; two such lines
+/// less than `QUIET` apart become one; one cut off by end-of-file before the quiet is lost;
+/// once a client has sent a newline, only newlines end its lines.
+#[test]
+fn the_rooms_quiet_rule_frames_bare_lines_by_timing_until_a_newline() {
+    let start = Instant::now();
+    let mut room = room_of_two(start);
+    arrive(&mut room, 1, b"hello");
+    room.tick(start + QUIET / 2);
+    arrive(&mut room, 1, b"world");
+    room.tick(start + QUIET);
+    assert_eq!(heard(&mut room, 2), "", "the quiet counts from the last bytes");
+    room.tick(start + QUIET / 2 + QUIET);
+    assert_eq!(
+        heard(&mut room, 2),
+        "12:00:00 127.0.0.1:40001 say: helloworld\n",
+        "two bare lines less than QUIET apart are one line"
+    );
+
+    let mut room = room_of_two(start);
+    arrive(&mut room, 1, b"bye for now");
+    room.eof(1);
+    let told = heard(&mut room, 2);
+    assert!(told.contains("127.0.0.1:40001 left (end of file)"), "{told}");
+    assert!(!told.contains("say:"), "the half line before the quiet is lost: {told}");
+
+    let mut room = room_of_two(start);
+    arrive(&mut room, 1, b"a line\nhalf a ");
+    room.tick(start + 10 * QUIET);
+    assert_eq!(
+        heard(&mut room, 2),
+        "12:00:00 127.0.0.1:40001 say: a line\n",
+        "after a newline, a pause ends nothing"
+    );
 }

@@ -1,6 +1,9 @@
 //! Lesson 07's servers, run as a learner runs them (`lesson-07 server --port P MODEL`): the
 //! iterative server makes a second client wait until the first has finished; the forking and
-//! threading servers answer the second client while the first is still connected.
+//! threading servers answer the second client while the first is still connected; and the
+//! forking server, which never calls waitpid in server mode, leaves no zombie children
+//! (SIGCHLD set to SIG_IGN: the kernel reaps them; tests/fork.rs shows a child nobody waits
+//! for staying a zombie otherwise).
 //!
 //! "Waiting" is shown with the kernel's own numbers: while the first client's conversation
 //! goes on, the second client's connection sits in the listener's accept queue (the `rx_queue`
@@ -74,6 +77,55 @@ fn second_client_is_served_while_the_first_is_connected(model: &str) {
     assert_eq!(echo(&mut first, "still here\n"), "still here\n");
     drop(second);
     drop(first);
+}
+
+#[test]
+fn forking_server_leaves_no_zombie_children() {
+    let server = Server::start("forking");
+    for round in 0..3 {
+        let mut client = server.connect();
+        assert_eq!(
+            echo(&mut client, &format!("round {round}\n")),
+            format!("round {round}\n")
+        );
+    }
+    // Each child exits once its client has gone (dropped above). Whether it is still running
+    // or a zombie, it is listed as the server's child until the kernel reaps it.
+    let started = Instant::now();
+    loop {
+        let children = children_of(server.child.id());
+        if children.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the forking server still has children (pid, state): {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// (pid, state) of every process whose parent is `parent`, from /proc/PID/stat.
+fn children_of(parent: u32) -> Vec<(u32, char)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (name) STATE PPID ...": the name may hold spaces, so split after its ')'.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            children.push((pid, state));
+        }
+    }
+    children
 }
 
 /// The lesson program in server mode, killed (by its own PID) when the test ends.

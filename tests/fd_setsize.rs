@@ -379,8 +379,14 @@ fn soft_limit_child() {
     };
     let highest = copies.last().map_or(-1, |fd| fd.as_raw_fd());
     println!("highest {highest}, then {failure:?}");
+    // A number free below the limit: only the limit itself stands in the way of asking for 64.
+    drop(copies.pop());
+    let at_the_limit = fcntl(&reader, FcntlArg::F_DUPFD_CLOEXEC(64)).map(drop);
+    println!("F_DUPFD_CLOEXEC from 64: {at_the_limit:?}");
 }
 
+/// dup past the soft limit is EMFILE; fcntl(F_DUPFD_CLOEXEC) asked for a number at the limit
+/// is EINVAL, even with a lower number free (lesson 12's "things to try", LIMIT at 1024).
 #[test]
 fn a_dup_past_the_soft_limit_is_emfile() {
     let output = run_alone("soft_limit_child", SOFT_LIMIT_ENV);
@@ -391,4 +397,5 @@ fn a_dup_past_the_soft_limit_is_emfile() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("highest 63, then EMFILE"), "{stdout}");
+    assert!(stdout.contains("F_DUPFD_CLOEXEC from 64: Err(EINVAL)"), "{stdout}");
 }

@@ -2,7 +2,8 @@
 //!
 //! N processes share one listening socket. If they sleep in a blocking accept, one connection
 //! wakes exactly one of them: the others are not even scheduled (their voluntary context-switch
-//! count in /proc does not move), and each takes one of the later connections. If they sleep in
+//! count in /proc does not move), and each takes one of the later connections, in the order
+//! they went to sleep. If they sleep in
 //! poll on a non-blocking listener instead, one connection wakes several of them, one accept
 //! wins, and the others get EAGAIN.
 //!
@@ -75,6 +76,44 @@ fn blocking_accept_wakes_exactly_one_sleeper_per_connection() {
 
     drop(first);
     drop(later);
+    children.reap_all_exited_zero();
+}
+
+/// The sleepers in accept queue up in the order they went to sleep, and each connection wakes
+/// the one at the head: the one that has waited longest. Here they are forked one at a time,
+/// each asleep before the next starts, so the queue's order is known.
+#[test]
+fn blocking_accept_wakes_the_longest_sleeper_first() {
+    let _one_at_a_time = FORKING.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    let (reports, report_end) = nix::unistd::pipe().expect("pipe");
+    let accepts = accept_syscalls();
+    let mut pids = Vec::new();
+    for index in 0..SLEEPERS {
+        let mut child = Children::fork(1, |_| {
+            accept_once_then_hold(listener.as_raw_fd(), report_end.as_raw_fd(), index)
+        });
+        child.wait_until_blocked_in(0, &accepts);
+        pids.append(&mut child.pids);
+    }
+    let children = Children { pids };
+    drop(report_end);
+
+    let mut clients = Vec::new();
+    let mut takers = Vec::new();
+    for _ in 0..SLEEPERS {
+        clients.push(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect"));
+        let (event, who) = read_report(&reports);
+        assert_eq!(event, ACCEPTED);
+        takers.push(who);
+    }
+    assert_eq!(
+        takers,
+        (0..SLEEPERS).collect::<Vec<_>>(),
+        "each connection went to the sleeper that had waited longest"
+    );
+    drop(clients);
     children.reap_all_exited_zero();
 }
 

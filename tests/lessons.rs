@@ -1,6 +1,6 @@
 //! Every lesson is registered, its folder holds exactly its files, Cargo.toml and the project
-//! README agree with the registry, and its demo runs by itself, exits 0 and prints, actor by
-//! actor, the trace its `expected.trace` shows.
+//! README agree with the registry, and its demo (and each named part) runs by itself, exits 0
+//! and prints, actor by actor, the trace its `expected.trace` (`expected.PART.trace`) shows.
 
 mod util;
 
@@ -42,13 +42,20 @@ fn every_folder_is_registered_and_every_lesson_has_its_files() {
     }
 }
 
-/// The files a lesson's folder must hold: its three, and the Python programs the table names.
+/// The files a lesson's folder must hold: its three, a trace for each part, and the Python
+/// programs the table names.
 fn registered_files(lesson: &socklab::lessons::Lesson) -> BTreeSet<String> {
     ["README.md", "main.rs", "expected.trace"]
         .iter()
         .chain(lesson.python)
         .map(|name| name.to_string())
+        .chain(lesson.parts.iter().map(|part| lesson.expected_file(Some(part))))
         .collect()
+}
+
+/// The demo (`None`) and each named part of a lesson.
+fn runs(lesson: &socklab::lessons::Lesson) -> impl Iterator<Item = Option<&'static str>> {
+    std::iter::once(None).chain(lesson.parts.iter().copied().map(Some))
 }
 
 #[test]
@@ -161,79 +168,83 @@ fn the_readme_lesson_table_is_the_registry() {
 fn every_demo_prints_its_expected_trace() {
     let mut failures = Vec::new();
     for lesson in LESSONS {
-        let mut command = Command::new(util::lesson_program(lesson.number));
-        command.env("SOCKLAB_TRACE", "plain").env_remove("NO_COLOR");
-        let output = util::run_with_deadline(command, DEMO_LIMIT);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            failures.push(format!(
-                "{}: exited with {}\nstderr: {}",
-                lesson.folder(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-            continue;
-        }
-        let expected_path = util::root()
-            .join("lessons")
-            .join(lesson.folder())
-            .join("expected.trace");
-        let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        let want = expected::by_actor(&expected_text);
-        let got = expected::by_actor(&stdout);
-        if got.is_empty() || want.is_empty() {
-            failures.push(format!(
-                "{}: the demo or expected.trace holds no trace at all",
-                lesson.folder()
-            ));
-            continue;
-        }
-        if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
-            failures.push(format!(
-                "{}: actors differ: expected {:?}, got {:?}",
-                lesson.folder(),
-                want.keys().collect::<Vec<_>>(),
-                got.keys().collect::<Vec<_>>()
-            ));
-            continue;
-        }
-        for (actor, want_lines) in &want {
-            let got_lines = &got[actor];
-            if let Some(at) =
-                (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i))
-            {
-                failures.push(format!(
-                    "{} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `make expected-{}` only if the change is intended)",
-                    lesson.folder(),
-                    at + 1,
-                    want_lines.get(at),
-                    got_lines.get(at),
-                    lesson.number
-                ));
-            }
+        for part in runs(lesson) {
+            failures.extend(compare_with_expected(lesson, part));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Runs a lesson's demo, or one of its parts, and compares what it prints with its expected
+/// trace, actor by actor: what differs, if anything.
+fn compare_with_expected(lesson: &socklab::lessons::Lesson, part: Option<&str>) -> Option<String> {
+    let file = lesson.expected_file(part);
+    let name = format!("{}/{file}", lesson.folder());
+    let mut command = Command::new(util::lesson_program(lesson.number));
+    command.args(part).env("SOCKLAB_TRACE", "plain").env_remove("NO_COLOR");
+    let output = util::run_with_deadline(command, DEMO_LIMIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Some(format!(
+            "{name}: exited with {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let expected_path = util::root().join("lessons").join(lesson.folder()).join(&file);
+    let expected_text = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    let want = expected::by_actor(&expected_text);
+    let got = expected::by_actor(&stdout);
+    if got.is_empty() || want.is_empty() {
+        return Some(format!("{name}: the run or the file holds no trace at all"));
+    }
+    if want.keys().collect::<Vec<_>>() != got.keys().collect::<Vec<_>>() {
+        return Some(format!(
+            "{name}: actors differ: expected {:?}, got {:?}",
+            want.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>()
+        ));
+    }
+    let regenerate = match part {
+        None => format!("make expected-{}", lesson.number),
+        Some(part) => format!("make expected-{} ARGS={part}", lesson.number),
+    };
+    let differences: Vec<String> = want
+        .iter()
+        .filter_map(|(actor, want_lines)| {
+            let got_lines = &got[actor];
+            let at = (0..want_lines.len().max(got_lines.len())).find(|&i| want_lines.get(i) != got_lines.get(i))?;
+            Some(format!(
+                "{name} {actor}: line {} differs\n  expected: {:?}\n  got:      {:?}\n(regenerate with `{regenerate}` only if the change is intended)",
+                at + 1,
+                want_lines.get(at),
+                got_lines.get(at),
+            ))
+        })
+        .collect();
+    (!differences.is_empty()).then(|| differences.join("\n\n"))
 }
 
 #[test]
 fn notes_follow_the_calls_they_explain() {
     // A note line must come right after a call line: by_actor relies on it, and so does a reader.
     for lesson in LESSONS {
-        let path = util::root()
-            .join("lessons")
-            .join(lesson.folder())
-            .join("expected.trace");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut previous_was_call = false;
-        for line in text.lines() {
-            let is_note = line.trim_start().starts_with("# ");
-            assert!(
-                !is_note || previous_was_call,
-                "{}: a note without a call above it: {line}",
-                path.display()
-            );
-            previous_was_call = !line.starts_with(' ') && !line.contains("» ");
+        for part in runs(lesson) {
+            let path = util::root()
+                .join("lessons")
+                .join(lesson.folder())
+                .join(lesson.expected_file(part));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut previous_was_call = false;
+            for line in text.lines() {
+                let is_note = line.trim_start().starts_with("# ");
+                assert!(
+                    !is_note || previous_was_call,
+                    "{}: a note without a call above it: {line}",
+                    path.display()
+                );
+                previous_was_call = !line.starts_with(' ') && !line.contains("» ");
+            }
         }
     }
 }

@@ -8,7 +8,9 @@
 //! - to a closed port it ends in ECONNREFUSED (at once, or as POLLERR and SO_ERROR), and
 //!   reading SO_ERROR clears it;
 //! - Python's setblocking(False) is ioctl(FIONBIO) on Linux, and settimeout(t) sets it too and
-//!   then waits in poll for up to t.
+//!   then waits in poll for up to t;
+//! - waiting by busy-polling burns CPU time: the lesson's spin uses many times the CPU its
+//!   poll uses for the same wait (a shape within one run, not a timing).
 
 mod util;
 
@@ -286,4 +288,41 @@ fn python_setblocking_is_fionbio_and_settimeout_waits_in_poll() {
         has(&["poll([{fd=", "events=POLLIN}], 1, 50)", "= 0 (Timeout)"]),
         "settimeout(0.05) did not wait in poll for 50 ms:\n{log}"
     );
+}
+
+/// `lesson-08` with the trace off prints its two measurements by themselves:
+/// `busy-poll: N recv calls answered EAGAIN in W ms; this thread ran on the CPU for C ms (P% of the wait)`
+/// and `poll, then one recv: waited W ms; this thread ran on the CPU for C ms (P% of the wait)`.
+#[test]
+fn busy_polling_burns_many_times_the_cpu_of_sleeping_in_poll() {
+    let mut command = Command::new(util::lesson_program(8));
+    command.env("SOCKLAB_TRACE", "off");
+    let output = util::run_with_deadline(command, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "lesson-08 failed: {stdout}");
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{stdout}"))
+            .to_string()
+    };
+    let spin = line("busy-poll:");
+    let sleep = line("poll, then one recv:");
+    let calls: u64 = number_after(&spin, "busy-poll: ");
+    let spin_cpu: f64 = number_after(&spin, "on the CPU for ");
+    let poll_cpu: f64 = number_after(&sleep, "on the CPU for ");
+    assert!(calls > 100, "the spin asked again and again: {spin}");
+    assert!(
+        spin_cpu > 10.0 * poll_cpu.max(0.1),
+        "the same wait: spinning used {spin_cpu} ms of CPU, sleeping in poll {poll_cpu} ms"
+    );
+}
+
+fn number_after<T: std::str::FromStr>(line: &str, words: &str) -> T {
+    let rest = &line[line.find(words).unwrap_or_else(|| panic!("{words:?} in {line:?}")) + words.len()..];
+    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {words:?} in {line:?}"))
 }

@@ -1,8 +1,9 @@
 //! What poll(2) reports in `revents`, each bit made to happen on real descriptors: POLLIN on
 //! data, POLLOUT with room, POLLHUP when a pipe's writer closes or a socket is shut both ways,
-//! POLLERR on a refused non-blocking connect (and a pipe with no reader), POLLNVAL for a
-//! closed number, POLLRDHUP after the peer's shutdown(SHUT_WR); revents never holds a bit
-//! that was not asked for except POLLERR, POLLHUP and POLLNVAL; a timeout returns 0.
+//! POLLERR on a refused non-blocking connect (and a pipe with no reader), POLLHUP and POLLERR
+//! after a reset, POLLNVAL for a closed number, POLLRDHUP after the peer's shutdown(SHUT_WR);
+//! revents never holds a bit that was not asked for except POLLERR, POLLHUP and POLLNVAL; a
+//! timeout returns 0.
 //!
 //! Lesson 13 claims each of these. The calls go straight to libc's `poll` on a raw `pollfd`
 //! array, so a closed number and POLLRDHUP (which nix's `PollFlags` lacks) are easy to pass.
@@ -120,6 +121,23 @@ fn tcp_peer_close_gives_pollin_and_rdhup_but_hup_only_when_both_directions_are_s
         (ready, revents),
         (1, libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP),
         "both directions shut: {}",
+        names(revents)
+    );
+}
+
+#[test]
+fn a_reset_gives_pollhup_and_pollerr_with_pollin() {
+    let (client, server) = tcp_pair();
+    // SO_LINGER 0: the close sends RST instead of FIN.
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(client);
+    let (ready, revents) = poll_one(server.as_raw_fd(), libc::POLLIN, WAIT_MS);
+    assert_eq!(
+        (ready, revents),
+        (1, libc::POLLIN | libc::POLLERR | libc::POLLHUP),
+        "reset by the peer: {}",
         names(revents)
     );
 }

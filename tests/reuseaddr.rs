@@ -1,7 +1,7 @@
 //! SO_REUSEADDR and TIME_WAIT (lesson 04): after the server closes a connection first, the
 //! server's side of it waits in TIME_WAIT holding the port. A new socket binding that port
 //! without SO_REUSEADDR gets EADDRINUSE; with SO_REUSEADDR (set on the old socket too) it binds.
-//! SO_REUSEADDR never lets two sockets listen on one port.
+//! SO_REUSEADDR never lets two sockets listen on one port. TIME_WAIT lasts a minute.
 //!
 //! The TCP state is read from the kernel's own table, /proc/net/tcp (state 06 is TIME_WAIT).
 
@@ -105,6 +105,34 @@ fn restart(port: u16, reuse: bool) -> (OwnedFd, nix::Result<()>) {
     }
     let result = bind(sock.as_raw_fd(), &loopback(port));
     (sock, result)
+}
+
+/// The time left on the TIME_WAIT timer of the socket from `local` to `remote`, in seconds:
+/// /proc/net/tcp's `tr:tm->when` column is `03:` (the TIME_WAIT timer) and clock ticks left.
+fn time_wait_left(local: u16, remote: u16) -> Option<f64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("reading /proc/net/tcp");
+    let (local, remote) = (format!("0100007F:{local:04X}"), format!("0100007F:{remote:04X}"));
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 5 && fields[1] == local && fields[2] == remote && fields[3] == TIME_WAIT {
+            let (timer, ticks) = fields[5].split_once(':')?;
+            let ticks = u64::from_str_radix(ticks, 16).ok()?;
+            (timer == "03").then(|| ticks as f64 / ticks_per_second)
+        } else {
+            None
+        }
+    })
+}
+
+/// TIME_WAIT lasts a minute on Linux (TCP_TIMEWAIT_LEN, 60 s): the kernel's own timer says so.
+#[test]
+fn time_wait_lasts_a_minute() {
+    let (server_port, client_port) = server_closes_first_then_stops(true);
+    let left = time_wait_left(server_port, client_port).expect("a TIME_WAIT timer");
+    // Read moments after the connection entered TIME_WAIT; a loaded machine may take seconds.
+    assert!((50.0..=60.0).contains(&left), "{left} s left");
 }
 
 #[test]

@@ -188,9 +188,21 @@ fn build(name: &str, flags: &[&str]) -> PathBuf {
     program
 }
 
+/// Whether the file at `program` holds `name` (a dynamic symbol's name is in its .dynstr).
+fn names_symbol(program: &std::path::Path, name: &[u8]) -> bool {
+    let bytes = std::fs::read(program).expect("reading the program");
+    bytes.windows(name.len()).any(|window| window == name)
+}
+
 #[test]
 fn fd_set_past_fd_setsize_aborts_under_fortify_source() {
     let program = build("fortified", &["-D_FORTIFY_SOURCE=2"]);
+    // The check is glibc's __fdelt_chk, which the fortified FD_SET calls (lesson 12's child#2
+    // calls it directly): the program's dynamic symbols name it.
+    assert!(
+        names_symbol(&program, b"__fdelt_chk"),
+        "the fortified program does not call __fdelt_chk"
+    );
     let output = util::run_with_deadline(Command::new(program), CHILD_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
@@ -210,6 +222,7 @@ fn fd_set_past_fd_setsize_aborts_under_fortify_source() {
 fn fd_set_past_fd_setsize_writes_past_the_set_without_fortify_source() {
     // Some compilers turn _FORTIFY_SOURCE on by default (Ubuntu's gcc): turn it off.
     let program = build("unchecked", &["-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=0"]);
+    assert!(!names_symbol(&program, b"__fdelt_chk"), "nothing checks");
     let output = util::run_with_deadline(Command::new(program), CHILD_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -1,5 +1,6 @@
 //! Socket options (lesson 04) do what the lesson says, as the kernel reports it:
 //! SO_RCVBUF and SO_SNDBUF read back doubled (capped by net.core.rmem_max/wmem_max);
+//! SO_KEEPALIVE arms the kernel's keepalive timer for TCP_KEEPIDLE seconds;
 //! SO_RCVTIMEO makes a recv with nothing to read fail with EAGAIN, and the connection still
 //! works afterwards; SO_LINGER {on, 0} makes close send RST, so the peer's recv fails with
 //! ECONNRESET and neither side is left in TIME_WAIT; a plain close gives the peer end of file.
@@ -123,6 +124,48 @@ fn keepalive_and_nodelay_settings_are_held() {
     assert_eq!(getsockopt(&sock, sockopt::TcpKeepInterval), Ok(5));
     assert_eq!(getsockopt(&sock, sockopt::TcpKeepCount), Ok(3));
     assert_eq!(getsockopt(&sock, sockopt::TcpNoDelay), Ok(true));
+}
+
+/// The timer /proc/net/tcp shows for the socket from 127.0.0.1:`local` to 127.0.0.1:`remote`:
+/// its `tr` code (2 is the keepalive timer, 0 none) and the seconds left.
+fn timer_of(local: u16, remote: u16) -> (String, f64) {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("reading /proc/net/tcp");
+    let (local, remote) = (format!("0100007F:{local:04X}"), format!("0100007F:{remote:04X}"));
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 5 && fields[1] == local && fields[2] == remote {
+                let (code, ticks) = fields[5].split_once(':')?;
+                let ticks = u64::from_str_radix(ticks, 16).ok()?;
+                Some((code.to_string(), ticks as f64 / ticks_per_second))
+            } else {
+                None
+            }
+        })
+        .expect("the connection in /proc/net/tcp")
+}
+
+/// SO_KEEPALIVE with TCP_KEEPIDLE 10 arms the kernel's keepalive timer on a silent connection:
+/// /proc/net/tcp shows it (timer 2) with at most 10 seconds to go. Without SO_KEEPALIVE no
+/// timer runs on it: a peer that vanished would go unnoticed while we only wait for data.
+#[test]
+fn keepalive_arms_a_timer_for_the_idle_time() {
+    let (client, server_side) = connected_pair(|sock| {
+        setsockopt(sock, sockopt::KeepAlive, &true).expect("SO_KEEPALIVE");
+        setsockopt(sock, sockopt::TcpKeepIdle, &10).expect("TCP_KEEPIDLE");
+    });
+    let (code, left) = timer_of(local_port(&client), local_port(&server_side));
+    assert_eq!(code, "02", "the keepalive timer");
+    assert!(left > 0.0 && left <= 10.0, "{left} s to the first probe");
+    assert_eq!(
+        timer_of(local_port(&server_side), local_port(&client)).0,
+        "00",
+        "no timer on the other end, which did not ask for keepalive"
+    );
 }
 
 #[test]

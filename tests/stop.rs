@@ -354,7 +354,19 @@ fn a_server_started_with_sigint_ignored_still_stops_on_it() {
     let mut stderr = BufReader::new(child.stderr.take().expect("its stderr"));
     let mut first = String::new();
     stderr.read_line(&mut first).expect("its first line");
-    assert!(first.contains("listens on"), "{first}");
+    let port: u16 = first
+        .split("listens on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    // An echo proves its loop runs, and so that its handlers are in place: the line above is
+    // printed before they are, and a SIGINT then would find SIG_IGN.
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    client.write_all(b"x").expect("send");
+    let mut echo = [0u8; 1];
+    client.set_read_timeout(Some(WAIT)).expect("SO_RCVTIMEO");
+    client.read_exact(&mut echo).expect("the echo");
     nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("kill");
     let output = util::wait_with_deadline(child, Duration::from_secs(30));
     let mut rest = String::new();

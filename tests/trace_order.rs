@@ -97,12 +97,18 @@ fn effects_never_print_before_their_causes_and_times_never_go_backwards() {
 
 #[test]
 fn each_table_note_prints_once_per_run() {
-    for lesson in LESSONS {
+    // The demo and each named part: a run of its own.
+    let runs = LESSONS.iter().flat_map(|lesson| {
+        std::iter::once(None)
+            .chain(lesson.parts.iter().copied().map(Some))
+            .map(move |part| (lesson, part))
+    });
+    for (lesson, part) in runs {
         let path = util::root()
             .join("lessons")
             .join(lesson.folder())
-            .join("expected.trace");
-        let text = std::fs::read_to_string(&path).expect("reading expected.trace");
+            .join(lesson.expected_file(part));
+        let text = std::fs::read_to_string(&path).expect("reading an expected trace");
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for note in text.lines().filter_map(|l| l.trim_start().strip_prefix("# ")) {
             if notes::is_table_note(note) {

@@ -12,10 +12,8 @@
 //!   `trace::stage`, such as starting client processes or getaddrinfo's own calls;
 //! - the runtime's start-up (before the thread's first traced call) and its exit_group, and
 //!   the `rt_sigprocmask(SIG_BLOCK, ~[RT_1], NULL, 8)` with which glibc ends a thread;
-//! - calls strace shows as `= ? ERESTART…`, restarted by the kernel without the program seeing:
-//!   the restart's line is the call (it has the arguments as the call filled them), except
-//!   that pselect6 and ppoll restart with the time that was left, so theirs is the first line's
-//!   call with the restart's result;
+//! - calls strace shows as `= ? ERESTART…`, restarted by the kernel without the program seeing
+//!   (by a stop of strace's own, or after a handler installed with SA_RESTART);
 //! - what a signal handler does: the lines between a `--- SIGNAL … ---` line for a signal that
 //!   some rt_sigaction gave a handler and the thread's next `rt_sigreturn`. A handler may make
 //!   only async-signal-safe calls, and recording one is not (it allocates, takes locks), so
@@ -75,9 +73,96 @@ fn lesson_11_trace_matches_strace() {
     compare_with_strace(11, 2);
 }
 
+/// The server, the client process, and two forked children that abort (the libc crate's
+/// FD_SET, glibc's __fdelt_chk) before making a traced call; descriptors moved to 1023, 1024
+/// and 1500 by fcntl(F_DUPFD_CLOEXEC), and pselect6 with a 2,048-bit set.
+#[test]
+fn lesson_12_trace_matches_strace() {
+    compare_with_strace(12, 2);
+}
+
 #[test]
 fn lesson_13_trace_matches_strace() {
     compare_with_strace(13, 2);
+}
+
+/// The demo forks each server; the forking server forks a child per connection; the
+/// threading server starts a thread per connection.
+#[test]
+fn lesson_07_trace_matches_strace() {
+    compare_with_strace(7, 10);
+}
+
+/// The master, four workers blocked in accept4, four clients.
+#[test]
+fn lesson_07_prefork_trace_matches_strace() {
+    compare_run_with_strace(7, &["prefork"], 9);
+}
+
+/// The master, four pollers, a client; the master's control lines to the pollers are staged.
+#[test]
+fn lesson_07_herd_trace_matches_strace() {
+    compare_run_with_strace(7, &["herd"], 6);
+}
+
+/// The server and four clients; its /proc readings are staged.
+#[test]
+fn lesson_07_backlog_trace_matches_strace() {
+    compare_run_with_strace(7, &["backlog"], 5);
+}
+
+/// The server, client#1 and client#2; the server's busy-poll is hundreds of identical
+/// recvfrom calls, one record with `"repeat": N` in our trace.
+#[test]
+fn lesson_08_trace_matches_strace() {
+    compare_with_strace(8, 3);
+}
+
+/// The reader (listing 14, its stdin a pipe the demo types into, staged), the server thread
+/// and listing 15's client: pselect6 lines verbatim, `left {…}` in the kernel's nanoseconds.
+#[test]
+fn lesson_09_trace_matches_strace() {
+    compare_with_strace(9, 3);
+}
+
+/// The server thread's select loop and three client processes; the keyboard that types into
+/// the clients' stdin, and waits for the server's loop through /proc, is staged.
+#[test]
+fn lesson_10_trace_matches_strace() {
+    compare_with_strace(10, 4);
+}
+
+/// The level-triggered server and its client; the server's reads of /proc/self/fdinfo are staged.
+#[test]
+fn lesson_14_trace_matches_strace() {
+    compare_with_strace(14, 2);
+}
+
+/// The edge-triggered server and its client: EAGAIN ending each drain, /proc/self/fdinfo read in a stage.
+#[test]
+fn lesson_15_trace_matches_strace() {
+    compare_with_strace(15, 2);
+}
+
+/// The master and its eight forked children; their private lines and the master's /proc
+/// readers are stage machinery.
+#[test]
+fn lesson_15_herd_trace_matches_strace() {
+    compare_run_with_strace(15, &["herd"], 9);
+}
+
+/// One thread; the measured waits, the other descriptors' set-up and the echo servers (forked
+/// processes under load) are all staged, and only their narration prints.
+#[test]
+fn lesson_16_trace_matches_strace() {
+    compare_with_strace(16, 1);
+}
+
+/// The reactor's server thread (epoll_wait with a timer's timeout, handlers' calls, a registration
+/// closed mid-dispatch) and two client processes.
+#[test]
+fn lesson_17_trace_matches_strace() {
+    compare_with_strace(17, 3);
 }
 
 /// The listener, two forked workers and two client processes: sendmsg's and recvmsg's SCM_RIGHTS
@@ -95,16 +180,26 @@ fn lesson_19_trace_matches_strace() {
     compare_with_strace(19, 2);
 }
 
-/// Runs `lesson` under strace and compares, thread by thread; at least `threads` of them
-/// (the server's and the clients') must have made traced calls.
+/// Runs `lesson`'s demo under strace and compares, thread by thread; at least `threads` of
+/// them (the server's and the clients') must have made traced calls.
 fn compare_with_strace(lesson: u8, threads: usize) {
+    compare_run_with_strace(lesson, &[], threads);
+}
+
+/// [`compare_with_strace`] for the lesson run with `args` (a named part: `herd`).
+fn compare_run_with_strace(lesson: u8, args: &[&str], threads: usize) {
     util::require("strace");
-    let log = std::env::temp_dir().join(format!("socklab-strace-{lesson:02}-{}.txt", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "socklab-strace-{lesson:02}{}-{}.txt",
+        args.join("-"),
+        std::process::id()
+    ));
     let mut command = Command::new("strace");
     command
         .args(["-f", "-qq", "-e", &format!("trace={TRACED}"), "-o"])
         .arg(&log)
         .arg(util::lesson_program(lesson))
+        .args(args)
         .env("SOCKLAB_TRACE", "json");
     let output = util::run_with_deadline(command, Duration::from_secs(60));
     let strace_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -299,21 +394,15 @@ fn strace_lines_by_thread(log: &str) -> BTreeMap<u32, Vec<String>> {
         // A call strace shows as `= ? ERESTARTSYS` was interrupted by a stop of strace's own
         // and restarted by the kernel without the program seeing it: its real return is the
         // next line. That line shows the arguments of the restart (a pselect6 restarts with
-        // the time that was left), the program's call is the first: keep its arguments.
+        // the time that was left), the program's call is the first: keep its arguments. Unless
+        // the first shows an argument the kernel fills in as a bare address (wait4's status,
+        // not filled in when it was interrupted): then the restart's line is the call's.
         if let Some((call, _)) = whole.split_once(" = ? ERESTART") {
             restarted.insert(tid, call.to_string());
             continue;
         }
         let whole = match (restarted.remove(&tid), whole.rsplit_once(" = ")) {
-            (Some(call), Some((restart, ret))) => {
-                let name = |line: &str| line.split('(').next().unwrap_or_default().to_string();
-                let timed = ["pselect6", "ppoll"].contains(&name(&call).as_str());
-                if name(&call) == name(restart) && !timed {
-                    whole
-                } else {
-                    format!("{call} = {ret}")
-                }
-            }
+            (Some(call), Some((_, ret))) if !normalise(&call).contains("ADDR") => format!("{call} = {ret}"),
             _ => whole,
         };
         threads.entry(tid).or_default().push(normalise(&whole));

@@ -1,7 +1,8 @@
 //! Lesson 02's claims about UDP, checked against the kernel: datagrams keep their boundaries; a
-//! buffer smaller than a datagram cuts it and the rest is lost; `connect` lets in only the peer;
-//! a datagram to a port nobody holds is lost silently, unless the socket is connected, when
-//! the ICMP "port unreachable" comes back as ECONNREFUSED; an empty datagram is not end of file;
+//! buffer smaller than a datagram cuts it and the rest is lost; `connect` sends nothing, and
+//! lets in only the peer; a datagram to a port nobody holds is lost silently, unless the socket
+//! is connected, when the ICMP "port unreachable" comes back as ECONNREFUSED; an empty datagram
+//! is not end of file;
 //! the largest IPv4 datagram is 65507 bytes; and the lesson's server mode echoes for real peers
 //! (Python's socket module, socat, nc -u).
 
@@ -101,6 +102,34 @@ fn a_datagram_longer_than_the_buffer_is_cut_and_the_rest_is_lost() {
     let mut buf = [0u8; 100];
     assert_eq!(recv(raw(&receiver), &mut buf, MsgFlags::MSG_TRUNC), Ok(150));
     assert_eq!(&buf[..], &long[..100]);
+}
+
+/// How long to watch for a datagram (or an ICMP answer) that must not come: on loopback either
+/// arrives within microseconds of the call that caused it.
+const QUIET_MS: u16 = 100;
+
+/// `connect` on UDP sends nothing: a socket bound at the address receives nothing, and connected
+/// to a port nobody holds, no ICMP "port unreachable" comes back (it would wait as the socket's
+/// error, ECONNREFUSED). It only records the peer, and binds our end: a port is picked now.
+#[test]
+fn connect_on_udp_sends_nothing_and_picks_our_port() {
+    let (receiver, addr) = bound_socket();
+    let sock = udp_socket();
+    assert_eq!(connect(raw(&sock), &addr), Ok(()));
+    let mut fds = [PollFd::new(receiver.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(poll(&mut fds, PollTimeout::from(QUIET_MS)), Ok(0), "nothing arrived");
+    let ours = getsockname::<SockaddrIn>(raw(&sock)).expect("getsockname");
+    assert_ne!(ours.port(), 0, "connect picked our port (an implicit bind)");
+
+    let lonely = udp_socket();
+    assert_eq!(connect(raw(&lonely), &closed_port()), Ok(()));
+    let mut fds = [PollFd::new(lonely.as_fd(), PollFlags::empty())];
+    assert_eq!(
+        poll(&mut fds, PollTimeout::from(QUIET_MS)),
+        Ok(0),
+        "no ICMP came back: no packet left"
+    );
+    assert_eq!(getsockopt(&lonely, sockopt::SocketError), Ok(0));
 }
 
 #[test]

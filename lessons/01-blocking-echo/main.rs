@@ -88,7 +88,7 @@ fn serve_one(listener: &OwnedFd) -> Result<(), String> {
     loop {
         let n = sys::recv(&conn, &mut buf, MsgFlags::empty()).context("recv")?;
         if n == 0 {
-            trace::say(format!("{peer} closed its end: recv returned 0"));
+            trace::say(format!("{peer} sent its FIN: we close our end too"));
             break;
         }
         sys::send_all(&conn, &buf[..n], MsgFlags::MSG_NOSIGNAL).context("send")?;
@@ -104,9 +104,8 @@ fn talk(server: SocketAddr, messages: &[String]) -> Outcome {
     } else {
         AddressFamily::Inet6
     };
-    trace::explain("a TCP endpoint; 3 is the lowest free descriptor (0, 1 and 2 are stdin, stdout, stderr)");
+    trace::explain("another process, its own descriptor table: 3 is the lowest free number here too");
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
-    trace::explain("the three-way handshake: returns once the server's kernel answered SYN-ACK");
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     let mut buf = [0u8; RECV_SIZE];
     for message in messages {
@@ -114,7 +113,6 @@ fn talk(server: SocketAddr, messages: &[String]) -> Outcome {
         let n = sys::recv(&sock, &mut buf, MsgFlags::empty()).context("recv")?;
         trace::say(format!("the server echoed {:?}", String::from_utf8_lossy(&buf[..n])));
     }
-    trace::explain("our FIN goes out; the server's recv will return 0");
     sys::close(sock).context("close")?;
     Ok(())
 }

@@ -55,13 +55,13 @@ fn run(args: Args) -> Outcome {
                 args.host,
                 args.port
             ));
-            let mut count = 0;
+            let mut first = true;
             loop {
                 // A datagram that cannot be echoed is that datagram's problem, not the server's.
-                if let Err(error) = echo_one(&sock, count) {
+                if let Err(error) = echo_one(&sock, first) {
                     trace::say(format!("that datagram failed: {error}; waiting for the next"));
                 }
-                count += 1;
+                first = false;
             }
         }
         Role::Client => {
@@ -107,28 +107,31 @@ fn bind_udp(addr: SocketAddr) -> Result<OwnedFd, String> {
 
 /// `SO_RCVTIMEO`: a blocking receive gives up with EAGAIN after `ms`. (Python's `settimeout`
 /// gets that effect without this option: a non-blocking socket and a `poll` before each call.)
-fn receive_timeout(sock: &OwnedFd, ms: i64, why: &str) -> Result<(), String> {
-    trace::explain(why);
+fn receive_timeout(sock: &OwnedFd, ms: i64, why: Option<&str>) -> Result<(), String> {
+    if let Some(why) = why {
+        trace::explain(why);
+    }
     sys::setsockopt(sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(ms)).context("setsockopt SO_RCVTIMEO")
 }
 
-/// recvfrom one datagram, sendto it back where it came from.
-fn echo_one(sock: &OwnedFd, count: usize) -> Result<(), String> {
+/// recvfrom one datagram, sendto it back where it came from. The first is explained; the
+/// lines of the others speak for themselves.
+fn echo_one(sock: &OwnedFd, first: bool) -> Result<(), String> {
     let mut buf = [0u8; RECV_SIZE];
-    trace::explain(if count == 0 {
-        "blocks until a datagram arrives, from anyone; returns it whole, with the sender's address"
-    } else {
-        "one call, one datagram (cut to the buffer if longer), and who sent it"
-    });
+    if first {
+        trace::explain("blocks until a datagram arrives, from anyone; returns it whole, with the sender's address");
+    }
     let (n, from) = sys::recvfrom(sock, &mut buf).context("recvfrom")?;
     let from = from.ok_or("recvfrom gave no sender address")?;
-    trace::explain(if count == 0 {
-        "the reply names its destination: the address recvfrom reported"
-    } else {
-        "one call, one datagram, back to that sender"
-    });
+    if first {
+        trace::explain("the reply names its destination: the address recvfrom reported");
+    }
     sys::sendto(sock, &buf[..n], from, MsgFlags::empty()).context(format!("sendto {from}"))?;
-    trace::say(format!("...received from and returned to: {from}"));
+    if first {
+        // Seed 004's tsUserv.py prints this for every datagram; after the first, the trace's
+        // own recvfrom and sendto lines say as much.
+        trace::say(format!("...received from and returned to: {from}"));
+    }
     Ok(())
 }
 
@@ -139,7 +142,7 @@ fn echo_words(server: SocketAddr, words: &[String]) -> Outcome {
     receive_timeout(
         &sock,
         REPLY_TIMEOUT_MS,
-        "a datagram can be lost: never wait for a reply forever",
+        Some("a datagram can be lost: never wait for a reply forever"),
     )?;
     let mut buf = [0u8; RECV_SIZE];
     for (i, word) in words.iter().enumerate() {
@@ -164,11 +167,7 @@ fn echo_words(server: SocketAddr, words: &[String]) -> Outcome {
 /// Two datagrams keep their boundary; a datagram longer than the server's buffer loses its tail.
 fn datagrams(server: SocketAddr) -> Outcome {
     let sock = udp_socket(server)?;
-    receive_timeout(
-        &sock,
-        REPLY_TIMEOUT_MS,
-        "a datagram can be lost: never wait for a reply forever",
-    )?;
+    receive_timeout(&sock, REPLY_TIMEOUT_MS, None)?;
     let mut buf = [0u8; RECV_SIZE];
 
     trace::explain("two sends of different sizes, before reading anything");
@@ -202,11 +201,7 @@ fn datagrams(server: SocketAddr) -> Outcome {
 /// connect() on UDP: send without an address, and only the peer's datagrams get in.
 fn connected(server: SocketAddr) -> Outcome {
     let sock = udp_socket(server)?;
-    receive_timeout(
-        &sock,
-        REPLY_TIMEOUT_MS,
-        "a datagram can be lost: never wait for a reply forever",
-    )?;
+    receive_timeout(&sock, REPLY_TIMEOUT_MS, None)?;
     trace::explain("no packet leaves: the kernel records the peer, and picks our local port (an implicit bind)");
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     trace::explain("our address, for the stranger to aim at");
@@ -238,7 +233,7 @@ fn no_server(server: SocketAddr) -> Outcome {
     receive_timeout(
         &sock,
         SILENCE_MS,
-        "we will wait a little for a reply that will not come",
+        Some("we will wait a little for a reply that will not come"),
     )?;
     trace::explain("nobody is bound to that port, and yet sendto succeeds: UDP sends without asking");
     sys::sendto(&sock, b"anyone there?\n", server, MsgFlags::empty()).context("sendto")?;
@@ -262,7 +257,6 @@ fn no_server(server: SocketAddr) -> Outcome {
 }
 
 fn close_udp(sock: OwnedFd) -> Outcome {
-    trace::explain("nothing goes out: UDP has no connection to end");
     sys::close(sock).context("close")?;
     Ok(())
 }
@@ -279,10 +273,10 @@ fn demo() -> Outcome {
         receive_timeout(
             &sock,
             SERVER_PATIENCE_MS,
-            "the demo's server stops waiting after 5 s of silence: UDP has no end of file to wait for",
+            Some("the demo's server stops waiting after 5 s of silence: UDP has no end of file to wait for"),
         )?;
         for count in 0..DEMO_DATAGRAMS {
-            echo_one(&sock, count)?;
+            echo_one(&sock, count == 0)?;
         }
         trace::explain("the port is free again: a datagram sent to it now finds nobody");
         sys::close(sock).context("close")?;

@@ -151,8 +151,8 @@ fn byte_order() {
     trace::say("a sockaddr_in6 is 28 bytes: 2 for the family, 2 for the port, 4 flowinfo, 16 address, 4 scope id");
 }
 
-/// socket, bind, listen, and getsockname for the port the kernel picked.
-fn listen_on(addr: SocketAddr, v6only: Option<bool>, bind_note: &str) -> Result<(OwnedFd, u16), String> {
+/// socket, bind, listen.
+fn listen_on(addr: SocketAddr, v6only: Option<bool>, bind_note: &str) -> Result<OwnedFd, String> {
     let listener = tcp_socket(addr.ip())?;
     if let Some(only) = v6only {
         trace::explain(if only {
@@ -165,9 +165,12 @@ fn listen_on(addr: SocketAddr, v6only: Option<bool>, bind_note: &str) -> Result<
     trace::explain(bind_note);
     sys::bind(&listener, addr).context(format!("bind {addr}"))?;
     sys::listen(&listener, BACKLOG).context("listen")?;
-    trace::explain("which port did port 0 get? The address stays what bind said");
-    let port = port_of(&sys::getsockname(&listener).context("getsockname")?);
-    Ok((listener, port))
+    Ok(listener)
+}
+
+/// getsockname: the port the socket is bound to (the one the kernel picked, after port 0).
+fn bound_port(sock: &OwnedFd) -> Result<u16, String> {
+    Ok(port_of(&sys::getsockname(sock).context("getsockname")?))
 }
 
 fn tcp_socket(ip: IpAddr) -> Result<OwnedFd, String> {
@@ -190,11 +193,13 @@ fn port_of(addr: &SockaddrStorage) -> u16 {
 /// A wildcard listener takes connections to any local address; a 127.0.0.1 one only to that.
 fn wildcard_and_loopback(localhost: Ipv4Addr) -> Result<(), String> {
     trace::set_actor("server");
-    let (listener, port) = listen_on(
+    let listener = listen_on(
         "0.0.0.0:0".parse().expect("a literal address"),
         None,
         "0.0.0.0 (INADDR_ANY, Python's '') is every local address; port 0 lets the kernel choose",
     )?;
+    trace::explain("which port did port 0 get? The address stays what bind said");
+    let port = bound_port(&listener)?;
 
     trace::set_actor("client");
     let target = SocketAddr::from((localhost, port));
@@ -238,11 +243,12 @@ fn wildcard_and_loopback(localhost: Ipv4Addr) -> Result<(), String> {
     trace::set_actor("server");
     sys::close(listener).context("close")?;
 
-    let (listener, port) = listen_on(
+    let listener = listen_on(
         SocketAddr::from((localhost, 0)),
         None,
         "127.0.0.1 only this time: connections to any other address will not reach this socket",
     )?;
+    let port = bound_port(&listener)?;
     trace::set_actor("client");
     let other_loopback = SocketAddr::from(([127, 0, 0, 2], port));
     let client = tcp_socket(other_loopback.ip())?;
@@ -281,7 +287,7 @@ fn ipv6() -> Result<(), String> {
         return Ok(());
     }
     sys::listen(&probe, BACKLOG).context("listen")?;
-    let port = port_of(&sys::getsockname(&probe).context("getsockname")?);
+    let port = bound_port(&probe)?;
     trace::set_actor("client");
     let target = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
     let client = tcp_socket(target.ip())?;
@@ -297,7 +303,8 @@ fn ipv6() -> Result<(), String> {
     sys::close(probe).context("close")?;
 
     let wildcard6: SocketAddr = "[::]:0".parse().expect("a literal address");
-    let (listener, port) = listen_on(wildcard6, Some(false), ":: is IPv6's wildcard, every local address")?;
+    let listener = listen_on(wildcard6, Some(false), ":: is IPv6's wildcard, every local address")?;
+    let port = bound_port(&listener)?;
     trace::set_actor("client");
     let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     trace::explain("a plain IPv4 client");
@@ -315,7 +322,8 @@ fn ipv6() -> Result<(), String> {
     trace::set_actor("server");
     sys::close(listener).context("close")?;
 
-    let (listener, port) = listen_on(wildcard6, Some(true), ":: again, but for IPv6 alone")?;
+    let listener = listen_on(wildcard6, Some(true), ":: again, but for IPv6 alone")?;
+    let port = bound_port(&listener)?;
     trace::set_actor("client");
     let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let client = tcp_socket(target.ip())?;
@@ -334,7 +342,8 @@ fn ipv6() -> Result<(), String> {
 fn serve(addr: SocketAddr) -> Outcome {
     // On an IPv6 wildcard, take IPv4 clients too, whatever this system's default is.
     let v6only = addr.is_ipv6().then_some(false);
-    let (listener, port) = listen_on(addr, v6only, "the address and port this server answers on")?;
+    let listener = listen_on(addr, v6only, "the address and port this server answers on")?;
+    let port = bound_port(&listener)?;
     let shown = SocketAddr::new(addr.ip(), port);
     trace::say(format!("listening on {shown}; try: nc {} {port}", addr.ip()));
     loop {

@@ -21,7 +21,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::process::Child;
 use std::time::Instant;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
@@ -104,7 +103,9 @@ fn tcp_socket(addr: SocketAddr) -> Result<OwnedFd, String> {
 fn listen_on(addr: SocketAddr, reuse: bool) -> Result<OwnedFd, String> {
     let listener = tcp_socket(addr)?;
     if reuse {
-        trace::explain("lets a later socket bind this port while old connections on it sit in TIME_WAIT");
+        trace::explain(
+            "connections accepted here inherit it and keep it in TIME_WAIT: a restart that sets it too may bind this port beside them",
+        );
         sys::setsockopt(&listener, sockopt::ReuseAddr, &true).context("setsockopt SO_REUSEADDR")?;
     }
     sys::bind(&listener, addr).context(format!("bind {addr}"))?;
@@ -155,7 +156,9 @@ fn read_until_hang_up(server: SocketAddr) -> Outcome {
         }
         trace::say(format!("the server said {:?}", String::from_utf8_lossy(&buf[..n])));
     }
-    trace::explain("our FIN answers the server's; the server's side moves to TIME_WAIT, ours is done");
+    trace::explain(
+        "our FIN answers the server's: the server's side moves to TIME_WAIT, ours ends once our FIN is acknowledged",
+    );
     sys::close(sock).context("close")?;
     Ok(())
 }
@@ -165,11 +168,15 @@ fn read_until_hang_up(server: SocketAddr) -> Outcome {
 fn options_client(server: SocketAddr) -> Outcome {
     let sock = tcp_socket(server)?;
 
-    trace::explain("asks for a 32 KiB send buffer (Python: setsockopt(SOL_SOCKET, SO_SNDBUF, 32768))");
+    trace::explain(
+        "asks for a 32 KiB send buffer, and fixes it: the kernel's autotuning no longer grows it for this socket",
+    );
     sys::setsockopt(&sock, sockopt::SndBuf, &BUFFER_ASKED).context("setsockopt SO_SNDBUF")?;
     trace::explain("reads it back: twice what we asked; Linux doubles it for its own bookkeeping (socket(7))");
     let send_buffer = sys::getsockopt(&sock, sockopt::SndBuf).context("getsockopt SO_SNDBUF")?;
-    trace::explain("the receive buffer; tcp(7): set buffer sizes before connect or listen for them to take effect");
+    trace::explain(
+        "the receive buffer, fixed too; before connect: the window offered in the handshake is sized from it (tcp(7))",
+    );
     sys::setsockopt(&sock, sockopt::RcvBuf, &BUFFER_ASKED).context("setsockopt SO_RCVBUF")?;
     trace::explain("doubled as well");
     let receive_buffer = sys::getsockopt(&sock, sockopt::RcvBuf).context("getsockopt SO_RCVBUF")?;
@@ -191,7 +198,8 @@ fn options_client(server: SocketAddr) -> Outcome {
 
     let timeout = TimeVal::milliseconds(RECEIVE_TIMEOUT_MS);
     trace::explain(
-        "a 200 ms receive timeout; strace 6.1 names it SO_RCVTIMEO_OLD and shows the struct timeval as 16 raw bytes",
+        "a 200 ms receive timeout, the kernel's own (Python's settimeout does not use it); strace 6.1 names it \
+         SO_RCVTIMEO_OLD and shows the struct timeval as 16 raw bytes",
     );
     sys::setsockopt(&sock, sockopt::ReceiveTimeout, &timeout).context("setsockopt SO_RCVTIMEO")?;
 
@@ -221,16 +229,6 @@ fn options_client(server: SocketAddr) -> Outcome {
     Ok(())
 }
 
-/// Waits for a client process; one that failed fails the demo.
-fn wait_for(mut child: Child, actor: &str) -> Result<(), String> {
-    let status = child.wait().context(format!("waiting for {actor}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{actor} ended with {status}"))
-    }
-}
-
 /// A server that hangs up first, its restart without and with SO_REUSEADDR, then a client
 /// that tries the other options and resets the connection.
 fn demo() -> Outcome {
@@ -244,7 +242,7 @@ fn demo() -> Outcome {
 
     let client = lessons::spawn_process("client#1", "client", port, &[UNTIL_EOF]).context("starting client#1")?;
     greet_and_hang_up(&listener)?;
-    wait_for(client, "client#1")?;
+    lessons::wait_process("client#1", client)?;
     trace::say(format!(
         "client#1 closed too; our end of that connection now waits in TIME_WAIT, still holding port {port}"
     ));
@@ -268,7 +266,9 @@ fn demo() -> Outcome {
     let listener = tcp_socket(addr)?;
     trace::explain("listing 13 of seed 000 reads the option first: off (0) on every new socket");
     let before = sys::getsockopt(&listener, sockopt::ReuseAddr).context("getsockopt SO_REUSEADDR")?;
-    trace::explain("on: bind may take a port that only TIME_WAIT connections hold (never a listening one)");
+    trace::explain(
+        "on: bind may take a port that only TIME_WAIT connections hold, if they had it on too (never a listening one)",
+    );
     sys::setsockopt(&listener, sockopt::ReuseAddr, &true).context("setsockopt SO_REUSEADDR")?;
     trace::explain("the same port as before, a moment after the same call failed");
     sys::bind(&listener, addr).context(format!("bind {addr}"))?;
@@ -290,6 +290,6 @@ fn demo() -> Outcome {
     }
     sys::close(conn).context("close")?;
     sys::close(listener).context("close")?;
-    wait_for(client, "client#2")?;
+    lessons::wait_process("client#2", client)?;
     Ok(())
 }

@@ -151,7 +151,7 @@ fn serve_one(listener: &OwnedFd, ending: Ending, children: &mut u32) -> Result<(
         }
         Ending::Ignored => {
             read_until_hangup(&conn, &peer)?;
-            reply_and_await_reset(&conn, MsgFlags::empty())?;
+            reply_and_await_reset(&conn, MsgFlags::empty(), true)?;
             trace::explain("the RST is in and the connection is dead; SIGPIPE is ignored, so only EPIPE comes back");
             match sys::send(&conn, REPLY, MsgFlags::empty()) {
                 Err(Errno::EPIPE) => trace::say(
@@ -187,11 +187,16 @@ fn read_until_hangup(conn: &OwnedFd, peer: &SockaddrStorage) -> Result<(), Strin
 }
 
 /// The first reply after the peer hung up, which succeeds; then wait until the peer's RST is in.
-fn reply_and_await_reset(conn: &OwnedFd, flags: MsgFlags) -> Result<(), String> {
-    trace::explain("the peer's FIN only said it will send no more; our bytes still leave, so this succeeds");
+/// `explained`: say what these two calls mean (a child repeating them need not).
+fn reply_and_await_reset(conn: &OwnedFd, flags: MsgFlags, explained: bool) -> Result<(), String> {
+    if explained {
+        trace::explain("the peer's FIN only said it will send no more; our bytes still leave, so this succeeds");
+    }
     sys::send(conn, REPLY, flags).context("the first send")?;
     let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
-    trace::explain("events=0 asks for nothing, but POLLERR and POLLHUP always come back: this waits for the RST");
+    if explained {
+        trace::explain("events=0 asks for nothing, but POLLERR and POLLHUP always come back: this waits for the RST");
+    }
     let ready = sys::poll::poll(&mut fds, PollTimeout::from(RST_WAIT_MS)).context("poll")?;
     if ready == 0 || !sys::poll::has(&fds[0], PollFlags::POLLERR) {
         return Err(format!(
@@ -206,7 +211,11 @@ fn reply_and_await_reset(conn: &OwnedFd, flags: MsgFlags) -> Result<(), String> 
 /// Forks a child that replies twice with SIGPIPE at its default action; waits for it and
 /// checks how it ended: killed by SIGPIPE, or (with MSG_NOSIGNAL) exited with status 0.
 fn reply_from_child(conn: OwnedFd, ending: Ending, number: u32) -> Result<(), String> {
-    trace::explain("a child process: a copy of this one, with copies of descriptors 3 and 4");
+    // The first child is explained; the second repeats the same calls.
+    let first = number == 1;
+    if first {
+        trace::explain("a child process: a copy of this one, with copies of descriptors 3 and 4");
+    }
     // SAFETY: the demo and server modes run on this one thread (the clients are processes), so
     // no lock of the lesson's is held by a thread the child would lack; sys::fork gives the
     // child a trace state of its own, and glibc makes malloc safe in a forked child.
@@ -214,7 +223,7 @@ fn reply_from_child(conn: OwnedFd, ending: Ending, number: u32) -> Result<(), St
     let child = match forked {
         ForkResult::Child => {
             trace::set_actor(format!("child#{number}"));
-            let code = match child_replies(conn, ending) {
+            let code = match child_replies(conn, ending, first) {
                 Ok(()) => 0,
                 Err(error) => {
                     eprintln!("lesson-06: child#{number}: {error}");
@@ -226,9 +235,13 @@ fn reply_from_child(conn: OwnedFd, ending: Ending, number: u32) -> Result<(), St
         }
         ForkResult::Parent { child } => child,
     };
-    trace::explain("the child holds its own copy of the connection; closing ours leaves it to the child");
+    if first {
+        trace::explain("the child holds its own copy of the connection; closing ours leaves it to the child");
+    }
     sys::close(conn).context("close")?;
-    trace::explain("blocks until the child ends, then says how: an exit status, or the signal that killed it");
+    if first {
+        trace::explain("blocks until the child ends, then says how: an exit status, or the signal that killed it");
+    }
     let status = sys::waitpid(child).context("waitpid")?;
     match (ending, status) {
         (Ending::DefaultAction, WaitStatus::Signaled(_, Signal::SIGPIPE, _)) => {
@@ -250,17 +263,19 @@ fn reply_from_child(conn: OwnedFd, ending: Ending, number: u32) -> Result<(), St
 }
 
 /// In the child: SIGPIPE back to SIG_DFL, as a C program starts; then reply twice.
-fn child_replies(conn: OwnedFd, ending: Ending) -> Result<(), String> {
-    trace::explain(
-        "SIG_DFL, as a C program starts: SIGPIPE would end this process; the old SIG_IGN came with the fork",
-    );
+fn child_replies(conn: OwnedFd, ending: Ending, explained: bool) -> Result<(), String> {
+    if explained {
+        trace::explain(
+            "SIG_DFL, as a C program starts: SIGPIPE would end this process; the old SIG_IGN came with the fork",
+        );
+    }
     sys::sigaction(Signal::SIGPIPE, SigHandler::SigDfl).context("sigaction")?;
     let flags = if ending == Ending::NoSignal {
         MsgFlags::MSG_NOSIGNAL
     } else {
         MsgFlags::empty()
     };
-    reply_and_await_reset(&conn, flags)?;
+    reply_and_await_reset(&conn, flags, false)?;
     if ending == Ending::DefaultAction {
         trace::say(
             "send again with flags 0: the kernel fails it with EPIPE and raises SIGPIPE, whose default \
@@ -276,6 +291,7 @@ fn child_replies(conn: OwnedFd, ending: Ending) -> Result<(), String> {
         Err(Errno::EPIPE) => trace::say("EPIPE, and this child lives on, SIGPIPE at SIG_DFL notwithstanding"),
         other => return Err(format!("the second send should fail with EPIPE; it gave {other:?}")),
     }
+    trace::explain("the last descriptor of the connection (the parent closed its copy), already dead: nothing is sent");
     sys::close(conn).context("close")?;
     Ok(())
 }
@@ -301,6 +317,12 @@ fn client(server: SocketAddr, waits: bool) -> Outcome {
         AddressFamily::Inet6
     };
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
+    if waits {
+        // Set before the hello, so that the recv after it starts at once.
+        trace::explain("SO_RCVTIMEO, 5 s: a recv that waits longer fails with EAGAIN instead of hanging");
+        let limit = TimeVal::new(i64::from(ANSWER_WAIT_SECONDS), 0);
+        sys::setsockopt(&sock, sockopt::ReceiveTimeout, &limit).context("setsockopt SO_RCVTIMEO")?;
+    }
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     sys::send_all(&sock, GREETING, MsgFlags::MSG_NOSIGNAL).context("send")?;
     if !waits {
@@ -308,11 +330,8 @@ fn client(server: SocketAddr, waits: bool) -> Outcome {
         sys::close(sock).context("close")?;
         return Ok(());
     }
-    trace::explain("SO_RCVTIMEO, 5 s: a recv that waits longer fails with EAGAIN instead of hanging");
-    let limit = TimeVal::new(i64::from(ANSWER_WAIT_SECONDS), 0);
-    sys::setsockopt(&sock, sockopt::ReceiveTimeout, &limit).context("setsockopt SO_RCVTIMEO")?;
     let mut buf = [0u8; RECV_SIZE];
-    trace::explain("blocks until the server answers: bytes, 0 for its FIN, or an error for its RST");
+    trace::explain("waits for the server's answer: bytes, 0 for its FIN, or an error for its RST");
     for _ in 0..MAX_READS {
         match sys::recv(&sock, &mut buf, MsgFlags::empty()) {
             Ok(0) => {
@@ -373,14 +392,15 @@ fn demo() -> Outcome {
     let mut children = 0;
     for (actor, word, ending, headline) in scenes {
         trace::say(headline);
-        let mut client = lessons::spawn_process(actor, "client", port, &[word]).context(actor)?;
+        let client = lessons::spawn_process(actor, "client", port, &[word]).context(actor)?;
         let served = serve_one(&listener, ending, &mut children);
-        let status = client.wait().context(actor)?;
+        let waited = lessons::wait_process(actor, client);
         served?;
-        if !status.success() {
-            return Err(format!("{actor} ended with {status}").into());
-        }
+        waited?;
     }
+    trace::explain(
+        "the children that shared the listener have ended: this is its last descriptor; a listener sends no FIN",
+    );
     sys::close(listener).context("close")?;
     Ok(())
 }

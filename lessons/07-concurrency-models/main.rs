@@ -1,23 +1,24 @@
-//! Lesson 07: four ways to serve many clients (iterative, a process per connection, a thread
-//! per connection, a pool forked in advance) and the thundering herd, counted.
+//! Lesson 07: three ways to serve many clients (iterative, a process per connection, a thread
+//! per connection), a pool forked in advance, the thundering herd, and the accept queue.
 //!
 //! Python's `socketserver` splits a server in two: a request handler (`BaseRequestHandler`,
 //! whose `handle()` talks to one client) and a server class that decides *where* `handle()`
 //! runs: `TCPServer` in its own loop, one client after another; `ForkingTCPServer` in a child
 //! process per connection; `ThreadingTCPServer` in a new thread per connection. The
 //! [`Handler`] trait below is that first half; `serve_iterative`, `serve_forking`,
-//! `serve_threading` and `prefork` are the second. A fifth piece, `herd`, shows what
-//! happens when pre-forked children wait with poll instead of accept.
+//! `serve_threading` and `prefork` are the second.
 //!
-//!   make lesson-7                                          the demo: all five, one after another
-//!   make lesson-7 ARGS=backlog                             a part of its own: the accept queue full
+//!   make lesson-7                                          the demo: iterative, forking, threading
+//!   make lesson-7 ARGS=prefork                             a part: four workers blocked in accept4
+//!   make lesson-7 ARGS=herd                                a part: four children blocked in poll
+//!   make lesson-7 ARGS=backlog                             a part: the accept queue full
 //!   make lesson-7 ARGS="server --port 8888 forking"        one model, for `nc 127.0.0.1 8888`
 //!                                                          (iterative, forking, threading, prefork)
 //!   make lesson-7 ARGS="client --port 8888 hello byebye"   a client for a server you started
 //!
 //! In the demo each server runs as a process of its own (forked from the demo), and the demo
-//! plays the first client itself, so it decides when that client goes away. In the `backlog`
-//! part the demo is the server, and four clients (this program again) queue up before it accepts.
+//! plays the first client itself, so it decides when that client goes away. In the parts the
+//! demo is the server (or its master), and the clients are this program again.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -29,6 +30,7 @@ use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::socket::{AddressFamily, GetSockOpt, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
+use socklab::lessons::stage::{self, Line};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::{sys, trace};
 
@@ -59,8 +61,10 @@ fn run(args: Args) -> Outcome {
     match args.role {
         Role::Demo => match args.rest.first().map(String::as_str) {
             None => demo(),
-            Some("backlog") => backlog_demo(),
-            Some(other) => Err(format!("unknown part {other:?}: the demo's one named part is backlog").into()),
+            Some("prefork") => prefork_part(),
+            Some("herd") => herd_part(),
+            Some("backlog") => backlog_part(),
+            Some(other) => Err(format!("unknown part {other:?}: the parts are prefork, herd and backlog").into()),
         },
         Role::Server => {
             let model = args.rest.first().map_or("iterative", String::as_str);
@@ -119,12 +123,10 @@ struct Echo;
 
 impl Handler for Echo {
     fn handle(&mut self, conn: &OwnedFd, peer: SockaddrStorage) -> Result<(), String> {
-        trace::say(format!("serving {peer}"));
         let mut buf = [0u8; RECV_SIZE];
         for _ in 0..MAX_MESSAGES {
             let n = sys::recv(conn, &mut buf, MsgFlags::empty()).context("recv")?;
             if n == 0 {
-                trace::say(format!("{peer} closed its end"));
                 return Ok(());
             }
             if buf[..n].trim_ascii() == b"byebye" {
@@ -169,6 +171,7 @@ fn serve_forking(listener: OwnedFd, connections: Option<usize>) -> Result<(), St
                 trace::explain("the child never accepts: its copy of the listener goes (the parent's stays open)");
                 sys::close(listener).context("close")?;
                 Echo.handle(&conn, peer)?;
+                trace::explain("the last copy of the connection (the parent closed its own): the kernel sends FIN");
                 sys::close(conn).context("close")?;
                 Ok(())
             }),
@@ -216,9 +219,12 @@ fn prefork(listener: OwnedFd, connections_each: Option<usize>) -> Result<Vec<Pid
     let mut workers = Vec::new();
     for number in 1..=POOL_SIZE {
         match fork()? {
-            ForkResult::Child => run_child(format!("worker#{number}"), move || {
+            // The child borrows the listener: it never returns to drop it (exit closes it).
+            ForkResult::Child => run_child(format!("worker#{number}"), || {
                 for _ in 0..connections_each.unwrap_or(usize::MAX) {
-                    trace::explain("every worker sleeps here on the same listener; a connection wakes one");
+                    if number == 1 {
+                        trace::explain("every worker sleeps here on the same listener; a connection wakes one");
+                    }
                     let (conn, peer) = accept(&listener)?;
                     Echo.handle(&conn, peer)?;
                     sys::close(conn).context("close")?;
@@ -240,7 +246,7 @@ fn prefork(listener: OwnedFd, connections_each: Option<usize>) -> Result<Vec<Pid
 }
 
 // ---------------------------------------------------------------------------------------------
-// The demo: each model with two clients (the five herd rounds with more).
+// The demo: each of the three models with two clients.
 // ---------------------------------------------------------------------------------------------
 
 fn demo() -> Outcome {
@@ -248,23 +254,15 @@ fn demo() -> Outcome {
     iterative_demo()?;
     forking_demo()?;
     threading_demo()?;
-    prefork_demo()?;
-    herd_demo()?;
     Ok(())
 }
 
 /// client#1 is served; client#2 connects at once but waits for its echo until client#1 goes.
 fn iterative_demo() -> Outcome {
-    trace::say("1. iterative (TCPServer): one conversation at a time");
+    trace::say("1. iterative (TCPServer), a process of its own: one conversation at a time");
     let (listener, port) = listen_any()?;
-    trace::say("the server becomes a process of its own, which inherits the listener as fd 3");
     let server = match fork()? {
-        ForkResult::Child => run_child("iterative", move || {
-            serve_iterative(&listener, Some(2))?;
-            trace::explain("the listener: the demo's count of connections is reached");
-            sys::close(listener).context("close")?;
-            Ok(())
-        }),
+        ForkResult::Child => run_child("iterative", || serve_iterative(&listener, Some(2))),
         ForkResult::Parent { child } => child,
     };
     trace::set_actor("client#1");
@@ -276,14 +274,12 @@ fn iterative_demo() -> Outcome {
     trace::explain(
         "the listener is readable: a finished handshake sits in the accept queue. That is client#2: connected, unaccepted",
     );
-    let seen = sys::poll::poll(&mut ready, poll_timeout()).context("poll")?;
-    if seen == 0 {
+    if sys::poll::poll(&mut ready, poll_timeout()).context("poll")? == 0 {
         return Err("client#2 did not connect in time".into());
     }
-    trace::say("client#2 is connected, but the server is still inside client#1's handle()");
     // Before client#1 goes, let client#2 get as far as it can: into recvfrom, asleep.
-    if wait_until_blocked(&[Pid::from_raw(second.id() as i32)], &[libc::SYS_recvfrom]) == 1 {
-        trace::say("client#2 has sent its line and sleeps in recvfrom, waiting for an echo");
+    if stage::wait_until_asleep(&[pid_of(&second)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
+        trace::say("client#2 has sent its line and sleeps in recvfrom; the server is inside client#1's handle()");
     } else {
         trace::measured(format!(
             "client#2 not seen asleep in recvfrom within {} s",
@@ -296,7 +292,7 @@ fn iterative_demo() -> Outcome {
     trace::explain("only now can the server return from handle(), close, and accept client#2");
     sys::close(first).context("close")?;
     trace::set_actor("demo");
-    wait_process("client#2", second)?;
+    lessons::wait_process("client#2", second)?;
     reap(server)?;
     Ok(())
 }
@@ -323,14 +319,8 @@ fn threading_demo() -> Outcome {
     trace::say("3. threading (ThreadingTCPServer): a thread per connection");
     let (listener, port) = listen_any()?;
     let server = match fork()? {
-        ForkResult::Child => run_child("threading", move || {
-            serve_threading(&listener, Some(2))?;
-            trace::explain("the listener: the demo's count of connections is reached");
-            sys::close(listener).context("close")?;
-            Ok(())
-        }),
+        ForkResult::Child => run_child("threading", || serve_threading(&listener, Some(2))),
         ForkResult::Parent { child } => {
-            trace::explain("the demo's copy of the listener; the server process has its own");
             sys::close(listener).context("close")?;
             child
         }
@@ -357,21 +347,23 @@ fn two_clients_at_once(port: u16, first_name: &str, second_name: &str) -> Outcom
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The `prefork` part: a pool blocked in accept4, one connection at a time.
+// ---------------------------------------------------------------------------------------------
+
 /// Four workers asleep in accept4 on one listener; four clients, one at a time. Each
 /// connection wakes exactly one worker: the others do not even get a context switch.
-fn prefork_demo() -> Outcome {
-    trace::say(format!(
-        "4. prefork: {POOL_SIZE} workers forked after listen, all blocked in accept4"
-    ));
+fn prefork_part() -> Outcome {
     trace::set_actor("master");
+    trace::say(format!(
+        "prefork: {POOL_SIZE} workers forked after listen, all blocked in accept4"
+    ));
     let (listener, port) = listen_any()?;
     let mut workers = prefork(listener, Some(1))?;
-    for number in 7..7 + POOL_SIZE {
-        let asleep = wait_until_blocked(&workers, &[libc::SYS_accept4]);
-        let before: Vec<Option<u64>> = workers.iter().map(|&w| context_switches(w)).collect();
-        trace::set_actor("demo");
+    for number in 1..=POOL_SIZE {
+        let asleep = stage::wait_until_asleep(&workers, &[libc::SYS_accept4], PATIENCE);
+        let before: Vec<Option<u64>> = workers.iter().map(|&w| stage::context_switches(w)).collect();
         lessons::run_process(&format!("client#{number}"), "client", port, &["hello"])?;
-        trace::set_actor("master");
         trace::explain("-1: any child. The one that served the client has exited");
         let status = sys::waitpid(Pid::from_raw(-1)).context("waitpid")?;
         let Some(served_by) = status.pid() else {
@@ -379,115 +371,103 @@ fn prefork_demo() -> Outcome {
         };
         check_exit("a worker", status)?;
         let others: Vec<usize> = (0..workers.len()).filter(|&i| workers[i] != served_by).collect();
-        wait_until_blocked(
-            &others.iter().map(|&i| workers[i]).collect::<Vec<_>>(),
-            &[libc::SYS_accept4],
-        );
+        let other_pids: Vec<Pid> = others.iter().map(|&i| workers[i]).collect();
+        stage::wait_until_asleep(&other_pids, &[libc::SYS_accept4], PATIENCE);
         let woken_others = others
             .iter()
-            .filter(|&&i| context_switches(workers[i]) != before[i])
+            .filter(|&&i| stage::context_switches(workers[i]) != before[i])
             .count();
-        trace::say(format!(
-            "client#{number}: one accept4 returned; {} worker(s) still blocked in it",
-            others.len()
-        ));
         trace::measured(format!(
-            "of {asleep} asleep before the connection, woken besides the one that accepted: {woken_others}"
+            "client#{number}: of {asleep} workers asleep, one accepted; woken besides it: {woken_others}"
         ));
         workers.retain(|&w| w != served_by);
     }
-    trace::set_actor("demo");
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The `herd` part: a pool that waits in poll.
+// ---------------------------------------------------------------------------------------------
+
 /// The herd: four children poll the one (non-blocking) listener. One connection wakes all
 /// four; they then call accept4 one after another, and only the first gets the connection.
-fn herd_demo() -> Outcome {
-    trace::say("5. the thundering herd: pre-forked children that wait in poll, not in accept4");
+fn herd_part() -> Outcome {
     trace::set_actor("master");
+    trace::say(format!(
+        "the thundering herd: {POOL_SIZE} children forked after listen, all waiting in poll"
+    ));
     let (listener, port) = listen_any()?;
     trace::explain("O_NONBLOCK lives in the open file, which the children share: a losing accept4 returns EAGAIN");
     sys::set_nonblocking(&listener, true).context("fcntl")?;
-    let mut channels = Vec::new();
+    let mut lines = Vec::new();
     let mut pollers = Vec::new();
     for number in 1..=POOL_SIZE {
-        trace::explain("a private line between the master and one child, as nginx's master keeps to each worker");
-        let (master_end, child_end) =
-            sys::socketpair(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
+        let (master_end, child_end) = Line::pair()?;
         match fork()? {
-            ForkResult::Child => run_child(format!("poller#{number}"), move || {
-                trace::explain("the master's end of this child's line: the master keeps its own copy");
-                sys::close(master_end).context("close")?;
-                poller(&listener, &child_end)
+            ForkResult::Child => run_child(format!("poller#{number}"), || {
+                drop(master_end);
+                poller(number, &listener, &child_end)
             }),
             ForkResult::Parent { child } => {
-                trace::explain("the child's end of the line: the child has its own copy");
-                sys::close(child_end).context("close")?;
-                channels.push(master_end);
+                drop(child_end);
+                lines.push(master_end);
                 pollers.push(child);
             }
         }
     }
-    let asleep = wait_until_blocked(&pollers, POLL_SYSCALLS);
+    let asleep = stage::wait_until_asleep(&pollers, stage::POLL, PATIENCE);
     trace::measured(format!(
-        "{asleep} of {POOL_SIZE} pollers asleep in poll before the connection"
+        "{asleep} of {POOL_SIZE} children asleep in poll; one client connects"
     ));
-    trace::set_actor("demo");
-    let client = lessons::spawn_process("client#11", "client", port, &["hello"]).context("client#11")?;
-    trace::set_actor("master");
+    let client = lessons::spawn_process("client", "client", port, &["hello"]).context("client")?;
     let mut woke = 0;
-    for channel in &channels {
-        if read_word(channel)? == "woke" {
+    for line in &lines {
+        if line.hear()? == "woke" {
             woke += 1;
         }
     }
-    trace::say(format!(
-        "one connection, and the poll of each of the {woke} children returned"
-    ));
     // In a real pool they race to accept4 and luck picks the winner; here the master lets
-    // them go one at a time, so the trace is the same on every run.
+    // them go one at a time (over a control line), so the trace is the same on every run.
+    trace::say(format!(
+        "one connection, and the poll of each of the {woke} children returned; they call accept4 in turn"
+    ));
     let (mut accepted, mut again) = (0, 0);
-    for channel in &channels {
-        sys::send_all(channel, b"go", MsgFlags::MSG_NOSIGNAL).context("send")?;
-        match read_word(channel)?.as_str() {
+    for line in &lines {
+        line.say("go")?;
+        match line.hear()?.as_str() {
             "accepted" => accepted += 1,
             _ => again += 1,
         }
     }
     trace::say(format!("{woke} children woke, {accepted} accepted, {again} got EAGAIN"));
-    trace::set_actor("demo");
-    wait_process("client#11", client)?;
-    trace::set_actor("master");
+    lessons::wait_process("client", client)?;
     for poller in pollers {
         reap(poller)?;
     }
-    for channel in channels {
-        sys::close(channel).context("close")?;
-    }
+    trace::explain("the listener; the children's copies went when they exited");
     sys::close(listener).context("close")?;
-    trace::set_actor("demo");
     Ok(())
 }
 
 /// One herd child: sleep in poll until the listener is readable, tell the master, wait for
 /// its turn, try accept4, and report what happened.
-fn poller(listener: &OwnedFd, channel: &OwnedFd) -> Result<(), String> {
+fn poller(number: usize, listener: &OwnedFd, line: &Line) -> Result<(), String> {
     let mut ready = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    trace::explain("all four children sleep in poll on the same listener; a connection wakes every one");
     sys::poll::poll(&mut ready, poll_timeout()).context("poll")?;
-    sys::send_all(channel, b"woke", MsgFlags::MSG_NOSIGNAL).context("send")?;
-    read_word(channel)?;
-    trace::explain("woken with the others; whoever calls accept4 first gets the connection, the rest get EAGAIN");
+    line.say("woke")?;
+    line.hear()?;
+    match number {
+        1 => trace::explain("the first to call accept4 gets the connection"),
+        2 => trace::explain("woken for nothing: another child took the connection, and the listener is non-blocking"),
+        _ => {}
+    }
     match sys::accept4(listener, SockFlag::SOCK_CLOEXEC) {
         Ok((conn, peer)) => {
-            sys::send_all(channel, b"accepted", MsgFlags::MSG_NOSIGNAL).context("send")?;
+            line.say("accepted")?;
             Echo.handle(&conn, peer)?;
             sys::close(conn).context("close")?;
         }
-        Err(sys::Errno::EAGAIN) => {
-            trace::say("woken for nothing: another child took the connection");
-            sys::send_all(channel, b"EAGAIN", MsgFlags::MSG_NOSIGNAL).context("send")?;
-        }
+        Err(sys::Errno::EAGAIN) => line.say("EAGAIN")?,
         Err(error) => return Err(format!("accept4: {error}")),
     }
     Ok(())
@@ -500,7 +480,7 @@ fn poller(listener: &OwnedFd, channel: &OwnedFd) -> Result<(), String> {
 /// `listen(3, 2)` and nobody accepting: three clients connect at once (Linux queues backlog + 1)
 /// and the fourth sleeps in connect, its SYN dropped, until an accept makes room and its SYN,
 /// sent again after a second, gets in. Then a backlog past net.core.somaxconn, cut to it.
-fn backlog_demo() -> Outcome {
+fn backlog_part() -> Outcome {
     trace::set_actor("server");
     trace::say(format!(
         "the accept queue: listen(3, {SMALL_BACKLOG}), and no accept4 until {QUEUED_CLIENTS} clients have tried to connect"
@@ -514,18 +494,18 @@ fn backlog_demo() -> Outcome {
         let name = format!("client#{number}");
         let client = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
         // Each client connects, sends its line and waits for the echo before the next starts.
-        if wait_until_blocked(&[pid_of(&client)], &[libc::SYS_recvfrom]) == 1 {
+        if stage::wait_until_asleep(&[pid_of(&client)], &[libc::SYS_recvfrom], PATIENCE) == 1 {
             trace::say(format!(
                 "{name} is connected and sleeps in recvfrom; nobody has accepted it"
             ));
         }
         clients.push((name, client));
     }
-    let dropped_before = listen_overflows();
+    let dropped_before = stage::listen_overflows();
     let name = format!("client#{QUEUED_CLIENTS}");
     let last = lessons::spawn_process(&name, "client", port, &["hello"]).context(&name)?;
     let started = Instant::now();
-    if wait_until_blocked(&[pid_of(&last)], &[libc::SYS_connect]) == 1 {
+    if stage::wait_until_asleep(&[pid_of(&last)], &[libc::SYS_connect], PATIENCE) == 1 {
         trace::say(format!(
             "{name} sleeps in connect: its SYN found the queue full and was dropped, not refused"
         ));
@@ -542,9 +522,8 @@ fn backlog_demo() -> Outcome {
         tcp_info_u32(&info, SACKED)
     ));
     trace::measured(format!(
-        "ListenOverflows in /proc/net/netstat (counted for the whole machine) went up by {} since {} started",
-        listen_overflows().saturating_sub(dropped_before),
-        clients[QUEUED_CLIENTS - 1].0
+        "ListenOverflows in /proc/net/netstat (counted for the whole machine) went up by {} since the last client started",
+        stage::listen_overflows().saturating_sub(dropped_before),
     ));
     trace::say("the server accepts at last: each accept4 makes room in the queue");
     serve_iterative(&listener, Some(QUEUED_CLIENTS))?;
@@ -553,7 +532,7 @@ fn backlog_demo() -> Outcome {
         started.elapsed().as_secs_f64()
     ));
     for (name, client) in clients {
-        wait_process(&name, client)?;
+        lessons::wait_process(&name, client)?;
     }
     sys::close(listener).context("close")?;
 
@@ -618,28 +597,8 @@ fn tcp_info_u32(info: &[u8; TCP_INFO_BYTES], offset: usize) -> u32 {
     u32::from_ne_bytes([info[offset], info[offset + 1], info[offset + 2], info[offset + 3]])
 }
 
-/// `TcpExt: ListenOverflows` in /proc/net/netstat: how many handshakes listeners on this
-/// machine dropped because their accept queue was full (`nstat -az TcpExtListenOverflows`).
-/// Reading /proc is the demo looking on, not part of the server.
-fn listen_overflows() -> u64 {
-    let table = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let mut rows = table.lines().filter(|line| line.starts_with("TcpExt:"));
-    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
-        return 0;
-    };
-    let column = names.split_whitespace().position(|name| name == "ListenOverflows");
-    column
-        .and_then(|c| values.split_whitespace().nth(c))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn pid_of(child: &std::process::Child) -> Pid {
-    Pid::from_raw(child.id() as i32)
-}
-
 // ---------------------------------------------------------------------------------------------
-// Small pieces: sockets, processes, and what /proc says about a sleeping process.
+// Small pieces: sockets and processes.
 // ---------------------------------------------------------------------------------------------
 
 /// socket, bind, listen: a passive socket, ready for clients. `note` explains the listen call.
@@ -686,14 +645,11 @@ fn connect_to(server: SocketAddr) -> Result<OwnedFd, String> {
         AddressFamily::Inet6
     };
     let sock = sys::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp).context("socket")?;
-    trace::explain(
-        "returns when the server's SYN-ACK arrives; the server's kernel completes the connection on our ACK, whether or not anyone accepted",
-    );
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     Ok(sock)
 }
 
-/// Sends one line and waits for its echo; says how long the echo took.
+/// Sends one line and waits for its echo; says what came back and how long it took.
 fn exchange(sock: &OwnedFd, line: &str) -> Result<(), String> {
     sys::send_all(sock, line.as_bytes(), MsgFlags::MSG_NOSIGNAL).context("send")?;
     let sent = Instant::now();
@@ -702,30 +658,27 @@ fn exchange(sock: &OwnedFd, line: &str) -> Result<(), String> {
     if n == 0 {
         return Err("the server closed the connection".into());
     }
-    trace::say(format!("the server echoed {:?}", String::from_utf8_lossy(&buf[..n])));
-    trace::measured(format!("the echo took {:.1} ms", sent.elapsed().as_secs_f64() * 1000.0));
+    trace::measured(format!(
+        "the echo {:?} came {:.1} ms after the line went",
+        String::from_utf8_lossy(&buf[..n]),
+        sent.elapsed().as_secs_f64() * 1000.0
+    ));
     Ok(())
-}
-
-/// Reads one short message from a channel socket.
-fn read_word(channel: &OwnedFd) -> Result<String, String> {
-    let mut buf = [0u8; 16];
-    let n = sys::recv(channel, &mut buf, MsgFlags::empty()).context("recv")?;
-    if n == 0 {
-        return Err("the other end of a channel closed early".into());
-    }
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 fn poll_timeout() -> PollTimeout {
     PollTimeout::try_from(PATIENCE).unwrap_or(PollTimeout::MAX)
 }
 
+fn pid_of(child: &std::process::Child) -> Pid {
+    Pid::from_raw(child.id() as i32)
+}
+
 /// fork(), from the demo's one thread (or a server process's one thread).
 fn fork() -> Result<ForkResult, String> {
     // SAFETY: every fork here happens on a process's only thread of the lesson: the demo's
     // main thread (the threading server's threads live in a process that never forks). The
-    // trace's watchdog thread, in human mode, holds no lock the child needs: sys::fork gives
+    // trace's printer thread, in human mode, holds no lock the child needs: sys::fork gives
     // the child a trace state of its own, and glibc makes malloc safe in a forked child.
     unsafe { sys::fork() }.context("fork")
 }
@@ -756,52 +709,4 @@ fn check_exit(who: &str, status: WaitStatus) -> Result<(), String> {
         WaitStatus::Exited(_, 0) => Ok(()),
         other => Err(format!("{who} ended badly: {other:?}")),
     }
-}
-
-/// Waits for a client process started with `spawn_process`.
-fn wait_process(name: &str, mut child: std::process::Child) -> Result<(), String> {
-    let status = child.wait().context(name)?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{name} ended with {status}"))
-    }
-}
-
-/// The syscalls poll(2) may arrive as.
-const POLL_SYSCALLS: &[i64] = &[
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-];
-
-/// Whether `pid` is asleep inside one of `syscalls`. `/proc/PID/syscall` starts with the
-/// number of the syscall a sleeping process is in (`288 0x3 …` in accept4 on x86_64) and
-/// says `running` otherwise. Reading /proc is the demo looking on, not part of any server.
-fn blocked_in(pid: Pid, syscalls: &[i64]) -> bool {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
-    number.is_some_and(|n| syscalls.contains(&n))
-}
-
-/// Waits (at most [`PATIENCE`]) until every process in `pids` sleeps in one of `syscalls`;
-/// returns how many do. Nothing tells us when another process has gone to sleep, so the
-/// demo looks every millisecond.
-fn wait_until_blocked(pids: &[Pid], syscalls: &[i64]) -> usize {
-    let started = Instant::now();
-    loop {
-        let asleep = pids.iter().filter(|&&pid| blocked_in(pid, syscalls)).count();
-        if asleep == pids.len() || started.elapsed() >= PATIENCE {
-            return asleep;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// `voluntary_ctxt_switches` from /proc/PID/status: how many times the process went to
-/// sleep. A process the kernel never wakes keeps the same count.
-fn context_switches(pid: Pid) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -5,6 +5,9 @@
 //! accepted connection) sets one flag in the kernel, O_NONBLOCK. From then on a call that would
 //! wait returns at once with EAGAIN, and waiting becomes the program's problem: it can ask
 //! again and again (busy-polling, measured here), or ask the kernel to wake it (`poll`).
+//! The spin's calls are traced like any other: identical calls in a row fold into one line and
+//! a `[the same call N more times]`. With `SOCKLAB_TRACE=off` the two measurements are
+//! printed alone, for the cost of the spin without the trace's own work in it.
 //!
 //!   make lesson-8                                  the demo: a server and two client processes
 //!   make lesson-8 ARGS="server --port 7000"        then `nc 127.0.0.1 7000`: wait, type a line
@@ -14,7 +17,7 @@
 //! each has its own descriptor table and the numbers in the trace are the same every run.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -143,10 +146,9 @@ fn converse(conn: &OwnedFd) -> Result<(), String> {
 
     // Round one: ask for a line, then wait for it the wrong way, asking again and again.
     trace::say("round one: ask for a line, then wait for it by busy-polling, recv over and over");
-    trace::say("(those recv calls go to nix directly, not through the trace: there are far too many to print)");
     sys::send_all(conn, SPIN_ROUND, MsgFlags::MSG_NOSIGNAL).context("send")?;
     let spin = spin_on_recv(conn, &mut buf)?;
-    trace::measured(format!(
+    report(format!(
         "busy-poll: {} recv calls answered EAGAIN in {:.1} ms; this thread ran on the CPU for {:.1} ms ({:.0}% of the wait)",
         spin.eagains,
         spin.wall.as_secs_f64() * 1000.0,
@@ -177,7 +179,7 @@ fn converse(conn: &OwnedFd) -> Result<(), String> {
         0
     };
     let (wall, cpu) = (started.elapsed(), thread_cpu()?.saturating_sub(cpu_before));
-    trace::measured(format!(
+    report(format!(
         "poll, then one recv: waited {:.1} ms; this thread ran on the CPU for {:.1} ms ({:.0}% of the wait)",
         wall.as_secs_f64() * 1000.0,
         cpu.as_secs_f64() * 1000.0,
@@ -202,14 +204,15 @@ struct Spin {
     received: Option<usize>,
 }
 
-/// Calls recv until it stops saying EAGAIN: nix directly, so the trace is not flooded.
+/// Calls recv until it stops saying EAGAIN: the busy-poll.
 fn spin_on_recv(conn: &OwnedFd, buf: &mut [u8]) -> Result<Spin, String> {
     let cpu_before = thread_cpu()?;
     let started = Instant::now();
     let mut eagains = 0;
     let mut received = None;
+    trace::explain("the busy-poll: ask again at once, and again, until the answer is not EAGAIN");
     while eagains < SPIN_MAX_CALLS && started.elapsed() < SPIN_LIMIT {
-        match nix::sys::socket::recv(conn.as_raw_fd(), buf, MsgFlags::empty()) {
+        match sys::recv(conn, buf, MsgFlags::empty()) {
             Err(Errno::EAGAIN) => eagains += 1,
             Err(Errno::EINTR) => continue,
             Ok(n) => {
@@ -234,6 +237,15 @@ fn thread_cpu() -> Result<Duration, String> {
     Ok(Duration::from_micros(
         micros(usage.user_time()) + micros(usage.system_time()),
     ))
+}
+
+/// A measurement: narrated in the trace, or, with the trace off, printed by itself.
+fn report(text: String) {
+    if trace::is_on() {
+        trace::measured(text);
+    } else {
+        println!("{text}");
+    }
 }
 
 fn percent(part: Duration, whole: Duration) -> f64 {
@@ -338,13 +350,11 @@ fn demo() -> Outcome {
         Err(error) => return Err(format!("accept4: {error}").into()),
     }
 
-    let mut client = lessons::spawn_process("client#1", "client", port, &[]).context("starting client#1")?;
+    let client = lessons::spawn_process("client#1", "client", port, &[]).context("starting client#1")?;
     let served = serve_one(&listener);
-    let status = client.wait().context("waiting for client#1")?;
+    let waited = lessons::wait_process("client#1", client);
     served?;
-    if !status.success() {
-        return Err(format!("client#1 ended with {status}").into());
-    }
+    waited?;
 
     // A port that is bound but not listening: a SYN to it is answered with RST.
     trace::explain("a socket we bind and never listen on: its port refuses connections");

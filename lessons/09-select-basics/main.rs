@@ -4,7 +4,9 @@
 //! `select([sys.stdin], [], [])`; listing 15 connects two sockets and waits, five seconds at a
 //! time, for whichever of them has something to read. Watch what select does to its
 //! arguments: the sets come back holding only the ready descriptors, and the timeout comes
-//! back holding the time that was left. In the kernel the call is `pselect6`.
+//! back holding the time that was left. In the kernel the call is `pselect6`: glibc's
+//! `select()` turns the timeval into a timespec, calls pselect6 with no signal mask, and turns
+//! the time left back into a timeval; `socklab::sys::select::select` does the same itself.
 //!
 //!   make lesson-9                                  the demo: both listings, scripted
 //!   make lesson-9 ARGS=stdin                       listing 14 on your keyboard: type, then Ctrl-D
@@ -12,16 +14,17 @@
 //!   make lesson-9 ARGS="client --port 2525"        listing 15: two sockets, select, 5 s timeouts
 //!
 //! In the demo the "keyboard" is this program writing into a pipe that is a child process's
-//! stdin (its fd 0), and listing 15's client is a child process too, with its own fd table.
+//! stdin (its fd 0), staged (narrated, not traced), and listing 15's client is a child
+//! process too, with its own fd table.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockProtocol, SockType};
 use nix::sys::time::{TimeVal, TimeValLike};
+use socklab::lessons::stage::Typist;
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
@@ -46,7 +49,7 @@ const SERVER_PAIRS: usize = 100;
 /// sits in select meanwhile. (The reader's trace is the same whatever these are.)
 const TYPING_PAUSE: Duration = Duration::from_millis(300);
 /// What the demo's keyboard types.
-const TYPED: &[u8] = b"hello from the keyboard\n";
+const TYPED: &str = "hello from the keyboard\n";
 /// What the server says first, and on which of the two connections: only the second.
 const GREETING: &[u8] = b"220 hello on your second socket\n";
 
@@ -148,7 +151,7 @@ fn read_stdin() -> Outcome {
     for round in 0..STDIN_ROUNDS {
         let mut timeout = TimeVal::seconds(STDIN_TIMEOUT_SECS);
         let note = (round == 0).then_some(
-            "glibc's select(3) is the pselect6 syscall: the timeval became a timespec (usec -> nsec); blocks until fd 0 is readable",
+            "select(3) as glibc makes it: pselect6, the timeval passed as a timespec (usec -> nsec), NULL for the signal mask; blocks until fd 0 is readable",
         );
         let ready = wait_readable(&[keyboard], &mut timeout, note)?;
         if ready.is_empty() {
@@ -167,26 +170,15 @@ fn read_stdin() -> Outcome {
     Ok(())
 }
 
-/// The demo's keyboard: this program again in `stdin` mode, its fd 0 a pipe we write into.
+/// The demo's keyboard: this program again in `stdin` mode, its fd 0 a pipe the demo types
+/// into (staged: the typing is narrated, not traced).
 fn type_into_a_reader() -> Outcome {
-    let program = std::env::current_exe().context("finding this program")?;
-    let mut reader = Command::new(program)
-        .args(["stdin", "--actor", "reader"])
-        .env("SOCKLAB_TRACE", trace::mode().name())
-        .stdin(Stdio::piped())
-        .spawn()
-        .context("starting the reader")?;
-    let pipe: OwnedFd = reader.stdin.take().ok_or("the reader has no stdin pipe")?.into();
+    let mut reader = Typist::start("reader", &["stdin"])?;
     std::thread::sleep(TYPING_PAUSE);
-    trace::explain("typing into the reader's stdin: its select on fd 0 returns");
-    sys::write(&pipe, TYPED).context("write to the reader")?;
+    reader.types(TYPED)?;
     std::thread::sleep(TYPING_PAUSE);
-    trace::explain("like Ctrl-D: the reader's next read returns 0");
-    sys::close(pipe).context("close the pipe")?;
-    let status = reader.wait().context("waiting for the reader")?;
-    if !status.success() {
-        return Err(format!("the reader ended with {status}").into());
-    }
+    reader.presses_ctrl_d();
+    reader.wait()?;
     Ok(())
 }
 
@@ -225,7 +217,7 @@ fn watch_two_sockets(server: SocketAddr) -> Outcome {
         &[sock1.as_fd(), sock2.as_fd()],
         &mut timeout,
         Some(
-            "select(3) in the kernel: timeval {5 s, 0 usec} became timespec {5 s, 0 nsec}; returns when either fd is readable",
+            "returns when either fd is readable; the kernel writes the time left into the timespec, and it goes back into the timeval cut to microseconds",
         ),
     )?;
     for fd in ready {

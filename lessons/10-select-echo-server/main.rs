@@ -10,20 +10,17 @@
 //!   make lesson-10 ARGS="client --port 7000"       a client: each line you type comes back
 //!
 //! In the demo this program's main thread plays the keyboard: it types into the three
-//! clients' stdin (pipes) one line at a time, waiting each time until the server has done
-//! its part, so the server's trace is the same every run.
+//! clients' stdin (pipes) one line at a time, waiting each time until the server has gone
+//! round its loop (staged, through /proc), so the server's trace is the same every run.
 
-use std::fs::File;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use nix::sys::time::{TimeVal, TimeValLike};
+use socklab::lessons::stage::{Looper, Typist};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::sys::select::FdSet;
 use socklab::{sys, trace};
@@ -42,8 +39,10 @@ const MAX_ROUNDS: usize = 100_000;
 const MAX_LINES: usize = 1000;
 /// How many clients the demo runs, all connected at once.
 const DEMO_CLIENTS: usize = 3;
-/// The demo gives up if the server has not reported an event in this long.
+/// The demo gives up if the server has not gone round its loop in this long.
 const DEMO_PATIENCE: Duration = Duration::from_secs(10);
+/// The syscall the server's loop waits in: select(2) is pselect6.
+const SELECT: &[i64] = &[libc::SYS_pselect6];
 
 fn main() {
     lessons::main(DEFAULT_PORT, run);
@@ -61,7 +60,7 @@ fn run(args: Args) -> Outcome {
                 args.host,
                 args.port
             ));
-            serve(&listener, None, |_| {})?;
+            serve(&listener, None)?;
             sys::close(listener).context("close")?;
             Ok(())
         }
@@ -100,14 +99,6 @@ fn listen_on(addr: SocketAddr) -> Result<OwnedFd, String> {
     Ok(listener)
 }
 
-/// What the server did, for the demo's keyboard to wait on (server mode ignores them).
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    Accepted,
-    Echoed,
-    Removed,
-}
-
 /// One connected client: its socket and who it is.
 struct Client {
     sock: OwnedFd,
@@ -115,8 +106,9 @@ struct Client {
 }
 
 /// The loop: build the read set, select, collect the ready descriptors, then act on each.
-/// With `stop_after`, returns once that many clients have come and all of them have gone.
-fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) -> Result<(), String> {
+/// Seed 003's `Server.run`, its chat reduced to an echo (the Python is beside it in the
+/// README). With `stop_after`, returns once that many clients have come and all have gone.
+fn serve(listener: &OwnedFd, stop_after: Option<usize>) -> Result<(), String> {
     let mut clients: Vec<Client> = Vec::new();
     let mut accepted = 0;
     let mut first_round = true;
@@ -128,6 +120,7 @@ fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) ->
         // Never change the client list while walking the set: we collect the ready numbers,
         // let the set go, and only then accept or drop clients (a client closed mid-walk could
         // see its number handed to a newcomer, which the rest of the walk would take for it).
+        // readable, _, _ = select.select(self.inputs, [], [], timeout)
         let ready: Vec<RawFd> = {
             let mut readfds = FdSet::new();
             readfds.insert(listener.as_raw_fd());
@@ -147,11 +140,11 @@ fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) ->
             readfds.fds().collect()
         };
         for fd in ready {
+            // if s is self.server: connection, client_address = s.accept()
             if fd == listener.as_raw_fd() {
                 if let Some(client) = accept_one(listener)? {
                     clients.push(client);
                     accepted += 1;
-                    tell(Event::Accepted);
                 }
                 continue;
             }
@@ -159,20 +152,19 @@ fn serve(listener: &OwnedFd, stop_after: Option<usize>, tell: impl Fn(Event)) ->
                 .iter()
                 .position(|client| client.sock.as_raw_fd() == fd)
                 .ok_or_else(|| format!("select returned fd {fd}, which is not ours"))?;
+            // data = s.recv(1024); if data: (echo it) else: self.inputs.remove(s); s.close()
             match echo_once(&clients[index]) {
-                Ok(true) => tell(Event::Echoed),
+                Ok(true) => {}
                 Ok(false) => {
                     let client = clients.remove(index);
                     trace::say(format!("{} left; {} still connected", client.peer, clients.len()));
                     sys::close(client.sock).context("close")?;
-                    tell(Event::Removed);
                 }
                 // One client's trouble (a reset, say) ends that client, not the server.
                 Err(error) => {
                     let client = clients.remove(index);
                     trace::say(format!("{}: {error}; dropping it", client.peer));
                     sys::close(client.sock).context("close")?;
-                    tell(Event::Removed);
                 }
             }
         }
@@ -225,8 +217,11 @@ fn echo_lines_from_stdin(server: SocketAddr) -> Outcome {
     let mut line = [0u8; RECV_SIZE];
     let mut echo = [0u8; RECV_SIZE];
     for round in 0..MAX_LINES {
+        // Every read explained: the table's note for read speaks of sockets, and stdin is not one.
         if round == 0 {
-            trace::explain("waits for a line from stdin (a terminal delivers one line per read)");
+            trace::explain("waits for a line typed at stdin (in the demo, a pipe the keyboard types into)");
+        } else {
+            trace::explain("the next line, or 0 at end of input (Ctrl-D; in the demo, the keyboard closing its pipe)");
         }
         let n = sys::read(stdin.as_fd(), &mut line).context("read stdin")?;
         if n == 0 {
@@ -253,116 +248,62 @@ fn echo_lines_from_stdin(server: SocketAddr) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // The demo: a server thread, three client processes, and a keyboard typing into them in turn.
 //
-// The keyboard stands in for you at three terminals. Its pipes are plumbing, not the lesson:
-// they are moved to descriptors 64 and up, out of the way of the server's numbers, and its
-// typing is narrated rather than traced (a traced write would print those high numbers).
-
-/// Where the keyboard's pipe ends go: above any number the server's sockets take.
-const PLUMBING_FDS: RawFd = 64;
-
-/// Moves a descriptor to the lowest free number from [`PLUMBING_FDS`] up (and closes the old one).
-fn out_of_the_way(fd: OwnedFd) -> Result<OwnedFd, String> {
-    let high = nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(PLUMBING_FDS)).context("fcntl F_DUPFD_CLOEXEC")?;
-    // SAFETY: fcntl just returned this descriptor, a fresh duplicate that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(high) })
-}
-
-/// A client process and the pipe its stdin reads from.
-struct Typist {
-    name: String,
-    child: Child,
-    keys: Option<File>,
-}
-
-impl Typist {
-    /// Starts this program again as a client whose stdin is a pipe we hold the other end of.
-    fn start(name: &str, port: u16) -> Result<Typist, String> {
-        let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
-        let reader = out_of_the_way(reader)?;
-        let writer = File::from(out_of_the_way(writer)?);
-        let program = std::env::current_exe().context("finding this program")?;
-        let child = Command::new(program)
-            .args(["client", "--port", &port.to_string(), "--actor", name])
-            .env("SOCKLAB_TRACE", trace::mode().name())
-            .stdin(Stdio::from(reader))
-            .spawn()
-            .context(format!("starting {name}"))?;
-        Ok(Typist {
-            name: name.to_string(),
-            child,
-            keys: Some(writer),
-        })
-    }
-
-    fn types(&self, text: &str) -> Result<(), String> {
-        trace::say(format!("types {text:?} into {}", self.name));
-        let mut keys = self.keys.as_ref().ok_or("that client's stdin is closed")?;
-        keys.write_all(text.as_bytes())
-            .context(format!("typing into {}", self.name))
-    }
-
-    /// Like Ctrl-D in a terminal: the client's next read of stdin returns 0.
-    fn presses_ctrl_d(&mut self) {
-        trace::say(format!("presses Ctrl-D in {}'s terminal", self.name));
-        drop(self.keys.take());
-    }
-}
+// The keyboard stands in for you at three terminals. It is stage machinery (its typing is
+// narrated, not traced), and so is the way it waits: after each thing it does, until the
+// server has gone round its loop once and sleeps in select again.
 
 fn demo() -> Outcome {
     trace::set_actor("keyboard");
-    let (port_tx, port_rx) = mpsc::channel();
-    let (event_tx, events) = mpsc::channel();
+    let (started, listening) = mpsc::channel();
     let server = trace::spawn("server", move || -> Result<(), String> {
         let listener = listen_on("127.0.0.1:0".parse().expect("a literal address"))?;
         let bound = sys::getsockname(&listener).context("getsockname")?;
-        port_tx
-            .send(bound.as_sockaddr_in().map_or(0, |a| a.port()))
-            .map_err(|e| e.to_string())?;
-        serve(&listener, Some(DEMO_CLIENTS), |event| {
-            let _ = event_tx.send(event);
-        })?;
+        let port = bound.as_sockaddr_in().map_or(0, |a| a.port());
+        started.send((port, nix::unistd::gettid())).map_err(|e| e.to_string())?;
+        serve(&listener, Some(DEMO_CLIENTS))?;
         sys::close(listener).context("close")?;
         Ok(())
     });
-    let port = port_rx
+    let (port, server_tid) = listening
         .recv()
         .map_err(|_| "the server thread stopped before listening")?;
-    let wait_for = |want: Event| -> Result<(), String> {
-        match events.recv_timeout(DEMO_PATIENCE) {
-            Ok(got) if got == want => Ok(()),
-            Ok(got) => Err(format!("expected the server to report {want:?}, it reported {got:?}")),
-            Err(_) => Err(format!("the server reported nothing for {DEMO_PATIENCE:?}")),
-        }
+    let server_loop = Looper::new(server_tid, SELECT);
+    let mut rounds = server_loop
+        .asleep(DEMO_PATIENCE)
+        .ok_or("the server never waited in select")?;
+    let mut went_round = || -> Result<(), String> {
+        rounds = server_loop
+            .went_round(rounds, DEMO_PATIENCE)
+            .ok_or_else(|| format!("the server did not go round its loop in {DEMO_PATIENCE:?}"))?;
+        Ok(())
     };
+    let port = port.to_string();
 
     // The clients come one after another and each says hello; all three stay connected.
     let mut clients = Vec::new();
     for number in 1..=DEMO_CLIENTS {
-        let client = Typist::start(&format!("client#{number}"), port)?;
-        wait_for(Event::Accepted)?;
-        client.types(&format!("hello from {}\n", client.name))?;
-        wait_for(Event::Echoed)?;
+        let client = Typist::start(&format!("client#{number}"), &["client", "--port", &port])?;
+        went_round()?;
+        client.types(&format!("hello from {}\n", client.name()))?;
+        went_round()?;
         clients.push(client);
     }
     // Now they take turns, in an order no one-client-at-a-time server could follow.
     for (index, text) in [(1, "two speaks\n"), (0, "one speaks\n"), (2, "three speaks\n")] {
         clients[index].types(text)?;
-        wait_for(Event::Echoed)?;
+        went_round()?;
     }
     // client#2 leaves in the middle; the others carry on.
     clients[1].presses_ctrl_d();
-    wait_for(Event::Removed)?;
+    went_round()?;
     clients[0].types("one is still here\n")?;
-    wait_for(Event::Echoed)?;
-    for index in [0, 2] {
-        clients[index].presses_ctrl_d();
-        wait_for(Event::Removed)?;
-    }
-    for mut client in clients {
-        let status = client.child.wait().context(format!("waiting for {}", client.name))?;
-        if !status.success() {
-            return Err(format!("{} ended with {status}", client.name).into());
-        }
+    went_round()?;
+    clients[0].presses_ctrl_d();
+    went_round()?;
+    // The last one to leave ends the demo's server, which stops instead of going round again.
+    clients[2].presses_ctrl_d();
+    for client in clients {
+        client.wait()?;
     }
     server.join().map_err(|_| "the server panicked")??;
     Ok(())

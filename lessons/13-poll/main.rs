@@ -145,15 +145,13 @@ fn demo() -> Outcome {
     let port = bound_port(&listener)?;
 
     trace::say("scene 1: the pollfd array. events is what we ask, revents what the kernel found");
-    let mut client = lessons::spawn_process("client#1", "client", port, &["hello poll"])
+    let client = lessons::spawn_process("client#1", "client", port, &["hello poll"])
         .map_err(|e| format!("starting client#1: {e}"))?;
     let result = converse(&listener);
     // Whatever happened, do not leave the client process behind.
-    let status = client.wait().map_err(|e| format!("waiting for client#1: {e}"))?;
+    let waited = lessons::wait_process("client#1", client);
     result?;
-    if !status.success() {
-        return Err(format!("client#1 ended with {status}").into());
-    }
+    waited?;
 
     closed_number(&listener)?;
     refused_connect()?;

@@ -23,11 +23,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use socklab::chat::{self, Room};
-use socklab::lessons::{self, Args, Context, Outcome, Role};
+use socklab::lessons::{self, Args, Context, Outcome, Role, stage};
 use socklab::serve::{self, Options};
-use socklab::sys::epoll::{self as ep, EPOLL_FLAGS};
+use socklab::sys::epoll as ep;
 use socklab::sys::{self, Errno};
-use socklab::trace::{self, render};
+use socklab::trace;
 
 /// The seed's chat server listens on 33333; this echo server does too unless told otherwise.
 const DEFAULT_PORT: u16 = 33333;
@@ -117,42 +117,22 @@ fn interest(flags: EpollFlags, fd: &impl AsFd) -> EpollEvent {
     EpollEvent::new(flags, fd.as_fd().as_raw_fd() as u64)
 }
 
-/// The interest list as the kernel keeps it. `/proc/self/fdinfo/EPFD` has one `tfd:` line per
-/// entry, with the events asked for in hex. Reading /proc is us looking on, not part of the
-/// server; the kernel lists entries in an order of its own, so they are sorted here.
-fn interest_list(epoll: &Epoll) -> String {
-    let path = format!("/proc/self/fdinfo/{}", epoll.0.as_raw_fd());
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut entries: Vec<(RawFd, String)> = text
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["tfd:", fd, "events:", bits, ..] => {
-                    let fd = fd.parse().ok()?;
-                    let bits = i64::from_str_radix(bits, 16).ok()?;
-                    Some((fd, render::flags(bits, EPOLL_FLAGS)))
-                }
-                _ => None,
-            }
-        })
-        .collect();
-    entries.sort();
-    if entries.is_empty() {
-        return "empty".into();
-    }
-    entries
-        .iter()
-        .map(|(fd, events)| format!("fd {fd} ({events})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
+/// Says what the kernel keeps in the interest list: `/proc/self/fdinfo/EPFD` has one `tfd:`
+/// line per entry, with the events asked for. Reading /proc is us looking on, not part of the
+/// server, so it is stage machinery and makes no line in the trace.
 fn show_interest_list(epoll: &Epoll) {
+    let entries: Vec<String> = stage::epoll_interest(&epoll.0)
+        .into_iter()
+        .map(|(fd, events)| format!("fd {fd} ({events})"))
+        .collect();
+    let list = if entries.is_empty() {
+        "empty".to_string()
+    } else {
+        entries.join(", ")
+    };
     trace::say(format!(
-        "the interest list in the kernel (/proc/self/fdinfo/{}): {}",
-        epoll.0.as_raw_fd(),
-        interest_list(epoll)
+        "the interest list in the kernel (/proc/self/fdinfo/{}): {list}",
+        epoll.0.as_raw_fd()
     ));
 }
 
@@ -259,7 +239,7 @@ fn demo() -> Outcome {
     trace::say("1. an epoll instance and its interest list");
     trace::explain("an epoll instance is a descriptor too: 4; it holds the interest list in the kernel");
     let epoll = ep::epoll_create1(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?;
-    trace::explain("the listener joins the interest list once; no later call passes it again");
+    trace::explain("the listener joins the interest list once; no epoll_wait passes it again");
     ep::epoll_ctl_add(&epoll, &listener, interest(EpollFlags::EPOLLIN, &listener)).context("epoll_ctl ADD")?;
     show_interest_list(&epoll);
     trace::say("EPOLLERR and EPOLLHUP were added by the kernel: they are always reported, asked for or not");
@@ -275,7 +255,7 @@ fn demo() -> Outcome {
 
     trace::say("2. a client connects; epoll says the listener is ready");
     // client#1 sends "abc", waits for the echo, sends "x", waits for the echo, and closes.
-    let mut client = lessons::spawn_process("client#1", "client", port, &["abc", "x"]).context("client#1")?;
+    let client = lessons::spawn_process("client#1", "client", port, &["abc", "x"]).context("client#1")?;
     trace::explain("sleeps until an entry is ready: a finished handshake makes the listener readable");
     let n = ep::epoll_wait(&epoll, &mut events, patience()).context("epoll_wait")?;
     if ready_fds(&events[..n]) != [listener.as_raw_fd()] {
@@ -349,10 +329,7 @@ fn demo() -> Outcome {
     sys::close(listener).context("close")?;
     trace::explain("closing the epoll instance frees its interest list");
     sys::close(epoll.0).context("close")?;
-    let status = client.wait().context("waiting for client#1")?;
-    if !status.success() {
-        return Err(format!("client#1 ended with {status}").into());
-    }
+    lessons::wait_process("client#1", client)?;
     Ok(())
 }
 

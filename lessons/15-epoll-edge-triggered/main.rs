@@ -9,29 +9,31 @@
 //! `EPOLLEXCLUSIVE` is for many processes waiting on one listener: without it, one connection
 //! wakes every one of them (the thundering herd); with it, the kernel wakes one, or a few.
 //!
-//!   make lesson-15                                 the demo: edge, one-shot, and the herd counted
+//!   make lesson-15                                 the demo: edge-triggered, then one-shot
+//!   make lesson-15 ARGS=herd                       a part of its own: the herd, counted, and EPOLLEXCLUSIVE
 //!   make lesson-15 ARGS="server --port 7000"       an edge-triggered echo server; then nc
 //!   make lesson-15 ARGS="client --port 7000 hi"    a client: each word is sent and echoed
 //!   make lesson-15 ARGS="server chat"              seed 003's chat room, on edge-triggered epoll
 //!
 //! In the demo the server runs on this program's one thread and client#1 is a separate
-//! process. For the herd, the demo forks four children, then four more, each with an epoll
-//! instance of its own watching the one listener they all inherited.
+//! process. In the `herd` part, the master forks four children, then four more, each with an
+//! epoll instance of its own watching the one listener they all inherited.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, sockopt};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 use socklab::chat::{self, Room};
+use socklab::lessons::stage::{self, Line};
 use socklab::lessons::{self, Args, Context, Outcome, Role};
 use socklab::serve::{self, Options};
-use socklab::sys::epoll::{self as ep, EPOLL_FLAGS};
+use socklab::sys::epoll as ep;
 use socklab::sys::{self, Errno};
-use socklab::trace::{self, render};
+use socklab::trace;
 
 /// The seed's chat server listens on 33333; this echo server does too unless told otherwise.
 const DEFAULT_PORT: u16 = 33333;
@@ -46,14 +48,21 @@ const PATIENCE_MS: u16 = 5000;
 /// How long the demo watches a socket that it knows has unread bytes, to show that no event
 /// comes (milliseconds). Short: nothing is going to happen, that is the point.
 const LOOK_MS: u16 = 100;
-/// Every loop ends by itself: the server after this many waits, a drain after this many reads.
+/// Every loop ends by itself: the server after this many waits, a drain in the demo after
+/// this many reads.
 const MAX_ROUNDS: usize = 100_000;
 const MAX_READS_PER_DRAIN: usize = 1000;
+/// `server` mode: how many reads (or accepts) one descriptor gets per turn, so that a client
+/// that sends without pause cannot keep the others waiting. What it leaves unread gets the
+/// next turn, which the server gives without waiting: no new edge will announce it.
+const READS_PER_TURN: usize = 16;
 /// How many processes share the listener in the herd.
 const HERD: usize = 4;
 /// After the first waiter leaves epoll_wait, how long the demo keeps counting others that
 /// wake for the same connection. Generous: a woken process runs within microseconds.
 const GRACE: Duration = Duration::from_millis(200);
+/// How long the master waits for the children to fall asleep, or the first to wake.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 fn main() {
     lessons::main(DEFAULT_PORT, run);
@@ -61,7 +70,18 @@ fn main() {
 
 fn run(args: Args) -> Outcome {
     match args.role {
-        Role::Demo => demo(),
+        Role::Demo => match args.rest.first().map(String::as_str) {
+            None => {
+                trace::set_actor("server");
+                edge_and_oneshot()
+            }
+            Some("herd") => {
+                trace::set_actor("master");
+                herd(false)?;
+                herd(true)
+            }
+            Some(other) => Err(format!("unknown part {other:?}: the demo's one named part is herd").into()),
+        },
         Role::Server if args.rest.iter().any(|word| word == "chat") => {
             trace::set_actor("server");
             let listener = serve::listen(args.addr())?;
@@ -153,44 +173,35 @@ fn ready_fds(events: &[EpollEvent]) -> Vec<RawFd> {
     events.iter().map(|event| event.data() as RawFd).collect()
 }
 
-/// One entry of the interest list as the kernel keeps it, from `/proc/self/fdinfo/EPFD`
-/// (a `tfd:` line per entry, events in hex). Reading /proc is us looking on.
-fn entry_in_kernel(epoll: &Epoll, fd: &impl AsFd) -> String {
-    let path = format!("/proc/self/fdinfo/{}", epoll.0.as_raw_fd());
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let want = fd.as_fd().as_raw_fd().to_string();
-    text.lines()
-        .find_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["tfd:", number, "events:", bits, ..] if *number == want => {
-                    let bits = i64::from_str_radix(bits, 16).ok()?;
-                    Some(format!("fd {number} ({})", render::flags(bits, EPOLL_FLAGS)))
-                }
-                _ => None,
-            }
-        })
-        .unwrap_or_else(|| format!("fd {want} is not in the interest list"))
+/// Where a drain stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// EAGAIN: nothing left; only now may an edge-triggered reader wait again.
+    Drained,
+    /// End of file: the peer's FIN.
+    Closed,
+    /// `max_reads` reads, and maybe more waiting: no edge will come for it.
+    Unfinished,
 }
 
-/// Reads until the kernel says EAGAIN: what "drained" means, and the only safe place for an
-/// edge-triggered reader to stop. Returns the bytes read, and whether the peer closed.
-fn drain(conn: &OwnedFd, explain_first: bool) -> Result<(Vec<u8>, bool), String> {
+/// Reads until the kernel says EAGAIN (what "drained" means, and the only safe place for an
+/// edge-triggered reader to stop), end of file, or `max_reads` reads. Returns the bytes read
+/// and where it stopped.
+fn drain(conn: &OwnedFd, max_reads: usize, explain_first: bool) -> Result<(Vec<u8>, Stop), String> {
     let mut bytes = Vec::new();
     let mut buf = [0u8; RECV_SIZE];
-    for read in 0..MAX_READS_PER_DRAIN {
+    for read in 0..max_reads {
         if explain_first && read == 1 {
             trace::explain("empty now: EAGAIN, not a block (the socket is non-blocking); only now may we wait again");
         }
         match sys::recv(conn, &mut buf, MsgFlags::empty()) {
-            Ok(0) => return Ok((bytes, true)),
+            Ok(0) => return Ok((bytes, Stop::Closed)),
             Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            Err(Errno::EAGAIN) => return Ok((bytes, false)),
+            Err(Errno::EAGAIN) => return Ok((bytes, Stop::Drained)),
             Err(error) => return Err(format!("recv: {error}")),
         }
     }
-    // Bounded: a peer that never stops sending gets the rest on a later pass.
-    Ok((bytes, false))
+    Ok((bytes, Stop::Unfinished))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,32 +215,56 @@ fn serve(listener: &OwnedFd) -> Result<(), String> {
     ep::epoll_ctl_add(&epoll, listener, interest(edge, listener)).context("epoll_ctl ADD")?;
     let mut clients: Vec<OwnedFd> = Vec::new();
     let mut events = [EpollEvent::empty(); MAX_EVENTS];
+    // Descriptors a turn left unfinished: no edge will come for what they still hold, so the
+    // next wait only looks (timeout 0) and they get another turn after it.
+    let mut unfinished: Vec<RawFd> = Vec::new();
     for _ in 0..MAX_ROUNDS {
-        let n = ep::epoll_wait(&epoll, &mut events, EpollTimeout::NONE).context("epoll_wait")?;
+        let timeout = if unfinished.is_empty() {
+            EpollTimeout::NONE
+        } else {
+            EpollTimeout::ZERO
+        };
+        let n = ep::epoll_wait(&epoll, &mut events, timeout).context("epoll_wait")?;
+        let mut turns = std::mem::take(&mut unfinished);
         for fd in ready_fds(&events[..n]) {
+            if !turns.contains(&fd) {
+                turns.push(fd);
+            }
+        }
+        for fd in turns {
             if fd == listener.as_raw_fd() {
                 // One edge may stand for several connections: accept until EAGAIN.
-                for _ in 0..MAX_READS_PER_DRAIN {
+                let mut drained = false;
+                for _ in 0..READS_PER_TURN {
                     match sys::accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                         Ok((conn, peer)) => {
                             ep::epoll_ctl_add(&epoll, &conn, interest(edge, &conn)).context("epoll_ctl ADD")?;
                             trace::say(format!("{peer} connected as fd {}", conn.as_raw_fd()));
                             clients.push(conn);
                         }
-                        Err(Errno::EAGAIN) => break,
+                        Err(Errno::EAGAIN) => {
+                            drained = true;
+                            break;
+                        }
                         Err(error) => return Err(format!("accept4: {error}")),
                     }
+                }
+                if !drained {
+                    unfinished.push(fd);
                 }
                 continue;
             }
             let Some(index) = clients.iter().position(|c| c.as_raw_fd() == fd) else {
                 return Err(format!("epoll_wait returned fd {fd}, which is not ours"));
             };
-            let (bytes, closed) = drain(&clients[index], false).unwrap_or((Vec::new(), true));
+            let (bytes, stop) = drain(&clients[index], READS_PER_TURN, false).unwrap_or((Vec::new(), Stop::Closed));
             // A blocking-style send_all on a non-blocking socket would spin on EAGAIN when a
             // peer stops reading; this teaching server drops such a peer instead.
             let failed = !bytes.is_empty() && sys::send_all(&clients[index], &bytes, MsgFlags::MSG_NOSIGNAL).is_err();
-            if closed || failed {
+            if stop == Stop::Unfinished && !failed {
+                unfinished.push(fd);
+            }
+            if stop == Stop::Closed || failed {
                 let conn = clients.remove(index);
                 ep::epoll_ctl_del(&epoll, &conn).context("epoll_ctl DEL")?;
                 sys::close(conn).context("close")?;
@@ -278,23 +313,14 @@ fn talk(server: SocketAddr, words: &[String]) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The demo.
-
-fn demo() -> Outcome {
-    trace::set_actor("server");
-    edge_and_oneshot()?;
-    trace::set_actor("master");
-    herd(false)?;
-    herd(true)?;
-    Ok(())
-}
+// The demo: one server on this thread, one client process.
 
 /// Parts 1 and 2: one client, whose words arrive one at a time (it waits for each echo).
 fn edge_and_oneshot() -> Outcome {
     let (listener, port) = listen_any()?;
     let epoll = ep::epoll_create1(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?;
     ep::epoll_ctl_add(&epoll, &listener, interest(EpollFlags::EPOLLIN, &listener)).context("epoll_ctl ADD")?;
-    let mut client = lessons::spawn_process("client#1", "client", port, &["abc", "defg", "hij"]).context("client#1")?;
+    let client = lessons::spawn_process("client#1", "client", port, &["abc", "defg", "hij"]).context("client#1")?;
     let mut events = [EpollEvent::empty(); MAX_EVENTS];
     let n = ep::epoll_wait(&epoll, &mut events, patience()).context("epoll_wait")?;
     if ready_fds(&events[..n]) != [listener.as_raw_fd()] {
@@ -321,42 +347,41 @@ fn edge_and_oneshot() -> Outcome {
         "a server that waited here would starve: client#1 waits for its echo, and we for an event that never comes ({LOOK_MS} ms shown)"
     ));
     trace::explain("so drain: read until the kernel says EAGAIN");
-    let (rest, _) = drain(&conn, true)?;
+    let (rest, _) = drain(&conn, MAX_READS_PER_DRAIN, true)?;
     let mut echo = one.to_vec();
     echo.extend_from_slice(&rest);
     sys::send_all(&conn, &echo, MsgFlags::MSG_NOSIGNAL).context("send")?;
     trace::explain("client#1 sends \"defg\": new bytes, a new edge, a new event");
     expect_event(&epoll, &conn, patience())?;
-    let (bytes, _) = drain(&conn, false)?;
+    let (bytes, _) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
     sys::send_all(&conn, &bytes, MsgFlags::MSG_NOSIGNAL).context("send")?;
 
     trace::say("2. EPOLLONESHOT: one event, then silence until EPOLL_CTL_MOD re-arms the entry");
     trace::explain("level-triggered again, but one-shot: after one event the entry is disarmed");
     let oneshot = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
     ep::epoll_ctl_mod(&epoll, &conn, interest(oneshot, &conn)).context("epoll_ctl MOD")?;
-    trace::say(format!("in the kernel: {}", entry_in_kernel(&epoll, &conn)));
+    show_entry(&epoll, &conn, "armed");
     trace::explain("client#1 sends \"hij\": reported, and the entry disarms itself");
     expect_event(&epoll, &conn, patience())?;
-    trace::say(format!(
-        "in the kernel: {}: the events it listens for were cleared, the entry stays",
-        entry_in_kernel(&epoll, &conn)
-    ));
+    show_entry(
+        &epoll,
+        &conn,
+        "disarmed: the events it listens for were cleared, the entry stays",
+    );
     trace::explain("three bytes wait, and a level-triggered entry would report them; a disarmed one reports nothing");
     expect_nothing(&epoll)?;
     trace::explain("re-arm: the same events again, with EPOLL_CTL_MOD (ADD would say EEXIST)");
     ep::epoll_ctl_mod(&epoll, &conn, interest(oneshot, &conn)).context("epoll_ctl MOD")?;
     trace::explain("armed, and the bytes are still there: reported at once");
     expect_event(&epoll, &conn, patience())?;
-    let (bytes, _) = drain(&conn, false)?;
+    let (bytes, _) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
     sys::send_all(&conn, &bytes, MsgFlags::MSG_NOSIGNAL).context("send")?;
-    trace::say(
-        "disarmed again until we re-arm it: with threads sharing one epoll, the one that got fd 5 has it to itself",
-    );
+    trace::explain("disarmed again until now: with threads sharing one epoll, the one that got fd 5 had it to itself");
     ep::epoll_ctl_mod(&epoll, &conn, interest(oneshot, &conn)).context("epoll_ctl MOD")?;
     trace::explain("client#1 closed: end of file is an event too");
     expect_event(&epoll, &conn, patience())?;
-    let (_, closed) = drain(&conn, false)?;
-    if !closed {
+    let (_, stop) = drain(&conn, MAX_READS_PER_DRAIN, false)?;
+    if stop != Stop::Closed {
         return Err("expected end of file from client#1".into());
     }
     ep::epoll_ctl_del(&epoll, &conn).context("epoll_ctl DEL")?;
@@ -364,11 +389,18 @@ fn edge_and_oneshot() -> Outcome {
     ep::epoll_ctl_del(&epoll, &listener).context("epoll_ctl DEL")?;
     sys::close(listener).context("close")?;
     sys::close(epoll.0).context("close")?;
-    let status = client.wait().context("waiting for client#1")?;
-    if !status.success() {
-        return Err(format!("client#1 ended with {status}").into());
-    }
+    lessons::wait_process("client#1", client)?;
     Ok(())
+}
+
+/// Says what the kernel holds for `conn` in the interest list (read from /proc, looking on).
+fn show_entry(epoll: &Epoll, conn: &OwnedFd, what: &str) {
+    let fd = conn.as_raw_fd();
+    let events = stage::epoll_interest(&epoll.0)
+        .into_iter()
+        .find(|(entry, _)| *entry == fd)
+        .map_or_else(|| "not in the interest list".to_string(), |(_, events)| events);
+    trace::say(format!("{what}; in the kernel (/proc/self/fdinfo): fd {fd} ({events})"));
 }
 
 /// epoll_wait must report `conn`, and only it.
@@ -392,76 +424,88 @@ fn expect_nothing(epoll: &Epoll) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Part 3: the herd. The master forks HERD children; each makes its own epoll instance, adds the
+// The `herd` part. The master forks HERD children; each makes its own epoll instance, adds the
 // listener they all share, and sleeps in epoll_wait. The master connects once and counts how
-// many wake (from /proc, looking on). Woken children report on a private line and wait for
+// many wake (from /proc, looking on). Woken children say so on a private line and wait for
 // their turn to accept, so the listener stays readable and the trace is the same every run:
-// only the count, printed with `~`, changes.
+// only the counts, printed with `~`, change. The lines and /proc are stage machinery
+// (`socklab::lessons::stage`): they make no line in the trace.
 
 fn herd(exclusive: bool) -> Outcome {
-    let (label, prefix) = if exclusive {
-        ("3b. the same with EPOLLEXCLUSIVE", "excl")
+    let prefix = if exclusive {
+        trace::say("2. the same with EPOLLEXCLUSIVE");
+        "excl"
     } else {
-        ("3a. the thundering herd on epoll: four processes, one listener", "herd")
+        trace::say("1. the thundering herd on epoll: four processes, one listener");
+        "herd"
     };
-    trace::say(label);
     let (listener, port) = listen_any()?;
     trace::explain("O_NONBLOCK lives in the open file the children share: a losing accept4 returns EAGAIN");
     sys::set_nonblocking(&listener, true).context("fcntl")?;
-    let mut lines = Vec::new();
-    let mut children = Vec::new();
+    let mut children: Vec<(Pid, Line)> = Vec::new();
     for number in 1..=HERD {
-        let (master_end, child_end) =
-            sys::socketpair(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
+        let (master_end, child_end) = Line::pair()?;
         match fork()? {
-            ForkResult::Child => run_child(format!("{prefix}#{number}"), move || {
-                trace::explain("the master's end of this child's line: the master keeps its own copy");
-                sys::close(master_end).context("close")?;
-                waiter(&listener, &child_end, exclusive)
-            }),
+            ForkResult::Child => {
+                drop(master_end);
+                let first = number == 1;
+                run_child(format!("{prefix}#{number}"), || {
+                    waiter(&listener, &child_end, exclusive, first)
+                })
+            }
             ForkResult::Parent { child } => {
-                trace::explain("the child's end of the line: the child has its own copy");
-                sys::close(child_end).context("close")?;
-                lines.push(master_end);
-                children.push(child);
+                drop(child_end);
+                children.push((child, master_end));
             }
         }
     }
-    let asleep = wait_until(&children, GRACE * 25, |pids| pids.iter().all(|&pid| in_epoll_wait(pid)));
-    trace::measured(format!(
-        "{} of {HERD} children asleep in epoll_wait on the listener",
-        children.iter().filter(|&&pid| in_epoll_wait(pid)).count()
-    ));
-    if !asleep {
+    let pids: Vec<Pid> = children.iter().map(|(pid, _)| *pid).collect();
+    let asleep = |pid: &Pid| stage::asleep_in(*pid, EPOLL_WAIT_SYSCALLS);
+    if !stage::wait_until(PATIENCE, || pids.iter().all(asleep)) {
         trace::say("(not all were asleep in time; the count below may be low)");
     }
-    let mut clients = vec![connect_to(port)?];
+    trace::measured(format!(
+        "{} of {HERD} children asleep in epoll_wait on the listener",
+        pids.iter().filter(|pid| asleep(pid)).count()
+    ));
+    if !exclusive {
+        trace::explain(format!(
+            "{}: 4 to {} are the master's ends of its private lines to the children (stage machinery, not shown)",
+            HERD + 4,
+            HERD + 3
+        ));
+    }
+    let mut clients = vec![connect_to(
+        port,
+        Some("the handshake completes in the kernel, before anyone accepts: the listener turns readable"),
+    )?];
     // Count who left epoll_wait: the first soon, the others (if any) within GRACE of it.
-    wait_until(&children, GRACE * 25, |pids| {
-        pids.iter().any(|&pid| !in_epoll_wait(pid))
-    });
-    wait_until(&children, GRACE, |pids| pids.iter().all(|&pid| !in_epoll_wait(pid)));
-    let woke = children.iter().filter(|&&pid| !in_epoll_wait(pid)).count();
+    stage::wait_until(PATIENCE, || !pids.iter().all(asleep));
+    stage::wait_until(GRACE, || !pids.iter().any(asleep));
+    let woken: Vec<bool> = pids.iter().map(|pid| !asleep(pid)).collect();
+    // Each woken child says so once its epoll_wait has returned: the count follows the wakes.
+    for ((_, line), _) in children.iter().zip(&woken).filter(|(_, woke)| **woke) {
+        line.hear()?;
+    }
+    let woke = woken.iter().filter(|woke| **woke).count();
     trace::measured(format!("one connection woke {woke} of {HERD} epoll_waits"));
     if exclusive {
         // Each further connection wakes one more sleeper, until all have had one: then every
         // child's trace is the same on every run, whatever the count above was.
-        for _ in 1..HERD {
-            clients.push(connect_to(port)?);
+        for more in 1..HERD {
+            let note = (more == 1).then_some("a connection for each child still asleep: each wakes one more");
+            clients.push(connect_to(port, note)?);
         }
     }
-    for line in &lines {
-        let word = read_word(line)?;
-        if word != "woke" {
-            return Err(format!("a child said {word:?}, expected \"woke\"").into());
-        }
+    for ((_, line), _) in children.iter().zip(&woken).filter(|(_, woke)| !**woke) {
+        line.hear()?;
     }
     // In a real pool they race to accept4 and luck picks the winner; here the master lets
     // them go one at a time, so the trace is the same on every run.
     let (mut accepted, mut again) = (0, 0);
-    for line in &lines {
-        sys::send_all(line, b"go", MsgFlags::MSG_NOSIGNAL).context("send")?;
-        match read_word(line)?.as_str() {
+    for (_, line) in &children {
+        line.say("go")?;
+        match line.hear()?.as_str() {
             "accepted" => accepted += 1,
             _ => again += 1,
         }
@@ -470,13 +514,14 @@ fn herd(exclusive: bool) -> Outcome {
         "{} connection(s), {accepted} accepted, {again} woken for nothing (EAGAIN)",
         clients.len()
     ));
-    for child in children {
+    for (child, line) in children {
+        drop(line);
         match sys::waitpid(child).context("waitpid")? {
             WaitStatus::Exited(_, 0) => {}
             other => return Err(format!("a child ended badly: {other:?}").into()),
         }
     }
-    for sock in clients.into_iter().chain(lines) {
+    for sock in clients {
         sys::close(sock).context("close")?;
     }
     sys::close(listener).context("close")?;
@@ -484,43 +529,47 @@ fn herd(exclusive: bool) -> Outcome {
 }
 
 /// One child of the herd: its own epoll instance, the shared listener in it, one wait; then
-/// tell the master, wait for its turn, try accept4, and say how it went.
-fn waiter(listener: &OwnedFd, line: &OwnedFd, exclusive: bool) -> Result<(), String> {
+/// it says it woke, waits for its turn, tries accept4, and says how it went. The first child
+/// of each herd explains; the others do the same.
+fn waiter(listener: &OwnedFd, line: &Line, exclusive: bool, first: bool) -> Result<(), String> {
     let epoll = ep::epoll_create1(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create1")?;
     let flags = if exclusive {
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE
+    } else {
+        EpollFlags::EPOLLIN
+    };
+    if first && exclusive {
         trace::explain(
             "EPOLLEXCLUSIVE: when the listener gets a connection, wake one exclusive waiter (or a few), not all",
         );
-        EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE
-    } else {
+    } else if first {
         trace::explain("each child's own epoll instance, all watching the one listener they inherited");
-        EpollFlags::EPOLLIN
-    };
+    }
     ep::epoll_ctl_add(&epoll, listener, interest(flags, listener)).context("epoll_ctl ADD")?;
     let mut events = [EpollEvent::empty(); 1];
-    trace::explain("sleeps until the listener is readable");
+    if first && !exclusive {
+        trace::explain("sleeps until the listener is readable, as every child of the herd does");
+    }
     let n = ep::epoll_wait(&epoll, &mut events, patience()).context("epoll_wait")?;
     if n != 1 {
         return Err("no connection came".into());
     }
-    sys::send_all(line, b"woke", MsgFlags::MSG_NOSIGNAL).context("send")?;
-    read_word(line)?;
+    line.say("woke")?;
+    line.hear()?;
     match sys::accept4(listener, SockFlag::SOCK_CLOEXEC) {
         Ok((conn, _peer)) => {
             sys::close(conn).context("close")?;
-            sys::send_all(line, b"accepted", MsgFlags::MSG_NOSIGNAL).context("send")?;
+            line.say("accepted")?;
         }
-        Err(Errno::EAGAIN) => {
-            trace::say("woken for nothing: another child took the connection");
-            sys::send_all(line, b"EAGAIN", MsgFlags::MSG_NOSIGNAL).context("send")?;
-        }
+        Err(Errno::EAGAIN) => line.say("EAGAIN")?,
         Err(error) => return Err(format!("accept4: {error}")),
     }
     sys::close(epoll.0).context("close")?;
     Ok(())
 }
 
-fn connect_to(port: u16) -> Result<OwnedFd, String> {
+/// A client of the herd's listener, made by the master; `note` explains its connect.
+fn connect_to(port: u16, note: Option<&str>) -> Result<OwnedFd, String> {
     let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
     let sock = sys::socket(
         AddressFamily::Inet,
@@ -529,26 +578,18 @@ fn connect_to(port: u16) -> Result<OwnedFd, String> {
         SockProtocol::Tcp,
     )
     .context("socket")?;
-    trace::explain("the handshake completes in the kernel, before anyone accepts: the listener turns readable");
+    if let Some(note) = note {
+        trace::explain(note);
+    }
     sys::connect(&sock, server).context(format!("connect {server}"))?;
     Ok(sock)
 }
 
-/// Reads one short message from a master-child line.
-fn read_word(line: &OwnedFd) -> Result<String, String> {
-    let mut buf = [0u8; 16];
-    let n = sys::recv(line, &mut buf, MsgFlags::empty()).context("recv")?;
-    if n == 0 {
-        return Err("the other end of a line closed early".into());
-    }
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-}
-
 /// fork(), from the demo's one thread.
 fn fork() -> Result<ForkResult, String> {
-    // SAFETY: the demo forks from its only thread of the lesson (client#1 is a separate process,
-    // already finished). The trace's watchdog thread, in human mode, holds no lock the child
-    // needs: sys::fork gives the child a trace state of its own.
+    // SAFETY: the demo runs on one thread (its trace goes straight to fd 1, with no printer
+    // thread), so the child has every lock it could need; sys::fork gives it a trace state of
+    // its own.
     unsafe { sys::fork() }.context("fork")
 }
 
@@ -566,33 +607,10 @@ fn run_child(actor: String, body: impl FnOnce() -> Result<(), String>) -> ! {
     sys::exit(code)
 }
 
-/// The syscalls epoll_wait may arrive as.
+/// The syscalls epoll_wait may arrive as (/proc/PID/syscall gives the number).
 const EPOLL_WAIT_SYSCALLS: &[i64] = &[
     #[cfg(target_arch = "x86_64")]
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
 ];
-
-/// Whether `pid` is asleep in epoll_wait. `/proc/PID/syscall` starts with the number of the
-/// syscall a sleeping process is in, and says `running` otherwise.
-fn in_epoll_wait(pid: Pid) -> bool {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-    let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
-    number.is_some_and(|n| EPOLL_WAIT_SYSCALLS.contains(&n))
-}
-
-/// Looks every millisecond, for at most `limit`, until `done` holds; says whether it did.
-/// Nothing tells one process when another has gone to sleep or woken up.
-fn wait_until(pids: &[Pid], limit: Duration, done: impl Fn(&[Pid]) -> bool) -> bool {
-    let started = Instant::now();
-    loop {
-        if done(pids) {
-            return true;
-        }
-        if started.elapsed() >= limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}

@@ -17,7 +17,7 @@
 //!
 //! The demo is one process: the server on its main thread, and a second thread, `outside`,
 //! that plays what comes from outside (a `kill`, a client), each at the moment the server is
-//! blocked in the call the scene is about (it reads /proc/self/task/TID/syscall to know).
+//! blocked in the call the scene is about (the stage reads /proc/TID/syscall to know).
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -33,7 +33,7 @@ use nix::sys::signalfd::SfdFlags;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use nix::sys::time::{TimeSpec, TimeVal};
 use nix::unistd::Pid;
-use socklab::lessons::{self, Args, Context, Outcome, Role};
+use socklab::lessons::{self, Args, Context, Outcome, Role, stage};
 use socklab::sys::{self, Errno, epoll, poll, select};
 use socklab::trace;
 
@@ -275,7 +275,7 @@ fn accept_interrupted(listener: &OwnedFd, outside: &Outside, restart: bool) -> R
         target.kill_when_blocked_in(libc::SYS_accept4, Signal::SIGUSR1)?;
         if restart {
             // The client comes once the handler has run and accept4 is waiting again.
-            target.wait_until(|| HANDLED.load(Ordering::SeqCst) > before)?;
+            target.handled_since(before)?;
             target.blocked_in(libc::SYS_accept4)?;
             let sock = connect(SocketAddr::from(([127, 0, 0, 1], target.port)))?;
             sys::close(sock).context("close")?;
@@ -477,21 +477,20 @@ fn signalfd_in_the_epoll_set(ep: &nix::sys::epoll::Epoll) -> Result<(), String> 
 /// What `outside` knows of the server: its process (to kill), its thread (to watch), its port.
 struct Target {
     pid: Pid,
-    tid: i32,
+    tid: Pid,
     port: u16,
 }
 
+/// How long `outside` waits for the server to get somewhere before it gives up.
+const PATIENCE: Duration = Duration::from_secs(10);
+
 impl Target {
-    /// Waits until the server thread is blocked in `syscall`: /proc/self/task/TID/syscall says
-    /// `running`, or the number of the call it waits in, first. Reading it is the stage's doing.
+    /// Waits until the server thread is asleep in `syscall` (/proc/TID/syscall names it).
     fn blocked_in(&self, syscall: libc::c_long) -> Result<(), String> {
-        let path = format!("/proc/self/task/{}/syscall", self.tid);
-        let number = syscall.to_string();
-        self.wait_until(|| {
-            trace::stage(|| std::fs::read_to_string(&path))
-                .is_ok_and(|text| text.split_whitespace().next() == Some(number.as_str()))
-        })
-        .map_err(|_| format!("the server never blocked in system call {syscall}"))
+        match stage::wait_until_asleep(&[self.tid], &[syscall], PATIENCE) {
+            1 => Ok(()),
+            _ => Err(format!("the server never waited in {}", name_of(syscall))),
+        }
     }
 
     /// Sends `signal` to the server's process once its thread waits in `syscall`.
@@ -501,15 +500,12 @@ impl Target {
         sys::kill(self.pid, signal).context("kill")
     }
 
-    /// Waits (10 s at most) until `ready` says so.
-    fn wait_until(&self, mut ready: impl FnMut() -> bool) -> Result<(), String> {
-        for _ in 0..10_000 {
-            if ready() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    /// Waits until the server's handler has run since it counted `before`.
+    fn handled_since(&self, before: usize) -> Result<(), String> {
+        match stage::wait_until(PATIENCE, || HANDLED.load(Ordering::SeqCst) > before) {
+            true => Ok(()),
+            false => Err("the handler never ran".into()),
         }
-        Err("gave up after 10 s".into())
     }
 }
 
@@ -538,7 +534,7 @@ impl Outside {
     fn start(port: u16) -> Result<Outside, String> {
         let target = Target {
             pid: Pid::this(),
-            tid: nix::unistd::gettid().as_raw(),
+            tid: nix::unistd::gettid(),
             port,
         };
         let (parts, inbox) = mpsc::channel::<Part>();

@@ -128,6 +128,9 @@ fn main() {
                     "make lesson-{:<2}  {:<22} {}",
                     lesson.number, lesson.slug, lesson.summary
                 );
+                for part in lesson.parts {
+                    println!("  make lesson-{} ARGS={part}", lesson.number);
+                }
             }
         }
         Some("chat-server") => finish("chat-server", chat_server(rest)),

@@ -20,7 +20,7 @@ mod chat;
 mod connect;
 pub mod json;
 mod measure;
-mod pingpong;
+pub mod pingpong;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

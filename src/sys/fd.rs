@@ -149,6 +149,34 @@ pub fn pipe2(flags: OFlag) -> nix::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
+/// `fcntl(fd, F_DUPFD_CLOEXEC, lowest)`: a copy of the descriptor on the lowest free number at
+/// or above `lowest`, close-on-exec. One call puts a socket on a number of your choosing (1024,
+/// 1500) where `dup` would take the lowest free one.
+///
+/// # Errors
+/// `EINVAL` when `lowest` is at or past RLIMIT_NOFILE's soft limit; `EMFILE`; `EBADF`.
+///
+/// # References
+/// <https://man7.org/linux/man-pages/man2/fcntl.2.html>
+pub fn fcntl_dupfd_cloexec(fd: impl AsFd, lowest: i32) -> nix::Result<OwnedFd> {
+    trace::syscall(
+        &Spec::new("fcntl").noted_as("dup"),
+        || Args::new().fd(raw(&fd)).text("F_DUPFD_CLOEXEC").int(lowest),
+        || {
+            nix::fcntl::fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(lowest)).map(|new| {
+                // SAFETY: fcntl just returned this descriptor, a fresh copy that nothing else owns.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) }
+            })
+        },
+        |result| {
+            if let Ok(copy) = result {
+                context::table().duplicated(raw(&fd), raw(copy));
+            }
+            Finish::of(result)
+        },
+    )
+}
+
 /// strace prints limits that are whole KiB as `4*1024`.
 fn rlim(value: libc::rlim_t) -> String {
     if value == libc::RLIM_INFINITY {

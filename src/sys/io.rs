@@ -178,7 +178,11 @@ pub fn read(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
             let args = Args::new()
                 .arg(vec![render::buffer_out(buf, result.as_ref().ok().copied())])
                 .int(buf.len() as i64);
-            read_finish(number, result, args)
+            let finish = read_finish(number, result, args);
+            match result {
+                Ok(0) => finish,
+                _ => finish.noted_as(context::table().note_for(number, "read")),
+            }
         },
     )
 }
@@ -196,6 +200,6 @@ pub fn write(fd: impl AsFd, buf: &[u8]) -> nix::Result<usize> {
         &Spec::new("write"),
         || Args::new().fd(number).bytes(buf).int(buf.len() as i64),
         || nix::unistd::write(&fd, buf),
-        Finish::of,
+        |result| Finish::of(result).noted_as(context::table().note_for(number, "write")),
     )
 }

@@ -121,7 +121,8 @@ impl Table {
         self.change(fd, |kind| match (kind, errno) {
             (Kind::TcpFresh, None) => Kind::TcpConnected,
             (Kind::TcpFresh, Some(Errno::EINPROGRESS)) => Kind::TcpConnecting,
-            (Kind::TcpFresh, Some(_)) => Kind::TcpDead,
+            // Refused or timed out: no connection was ever made, so closing sends nothing.
+            (Kind::TcpFresh, Some(_)) => Kind::TcpFresh,
             (Kind::UnixFresh, None) => Kind::UnixStream,
             (other, _) => other,
         });
@@ -147,12 +148,14 @@ impl Table {
     }
 
     /// A call on `fd` failed with `errno`: a reset, a broken pipe or a timeout ends a TCP
-    /// connection for good.
+    /// connection for good. (EPIPE after our own shutdown(SHUT_WR) is only that shutdown:
+    /// the connection lives on, and its FIN has gone.)
     pub fn failed(&mut self, fd: RawFd, errno: Errno) {
         if matches!(errno, Errno::ECONNRESET | Errno::EPIPE | Errno::ETIMEDOUT) {
-            self.change(fd, |kind| match kind {
-                Kind::TcpConnected | Kind::TcpShutWrite | Kind::TcpConnecting => Kind::TcpDead,
-                other => other,
+            self.change(fd, |kind| match (kind, errno) {
+                (Kind::TcpShutWrite, Errno::EPIPE) => Kind::TcpShutWrite,
+                (Kind::TcpConnected | Kind::TcpShutWrite | Kind::TcpConnecting, _) => Kind::TcpDead,
+                (other, _) => other,
             });
         }
     }
@@ -239,6 +242,10 @@ impl Table {
             ("connect", Some(Kind::UnixDgram)) => "connect.unix-dgram",
             ("listen", Some(Kind::UnixFresh | Kind::UnixListener)) => "listen.unix",
             ("sendto", Some(Kind::UnixDgram)) => "sendto.unix",
+            // Not a socket this process made or accepted: stdin, a pipe, a file, a descriptor
+            // that came from elsewhere.
+            ("read", None) => "read.any",
+            ("write", None) => "write.any",
             _ => call,
         }
     }
@@ -318,7 +325,31 @@ mod tests {
         assert_eq!(table.closed(3), "close.tcp-shut", "the FIN went at shutdown");
 
         tcp(&mut table, 3);
+        table.connected(3, None);
+        table.shut_down(3, true);
+        table.failed(3, Errno::EPIPE);
+        assert_eq!(
+            table.closed(3),
+            "close.tcp-shut",
+            "EPIPE from our own SHUT_WR: the FIN went at shutdown, nothing was reset"
+        );
+
+        tcp(&mut table, 3);
+        table.connected(3, None);
+        table.shut_down(3, true);
+        table.failed(3, Errno::ECONNRESET);
+        assert_eq!(table.closed(3), "close.tcp-dead", "a reset after the shutdown");
+
+        tcp(&mut table, 3);
         assert_eq!(table.closed(3), "close.tcp-unconnected");
+
+        tcp(&mut table, 3);
+        table.connected(3, Some(Errno::ECONNREFUSED));
+        assert_eq!(
+            table.closed(3),
+            "close.tcp-unconnected",
+            "refused: it never had a connection"
+        );
 
         table.created(3, libc::AF_INET, libc::SOCK_DGRAM);
         assert_eq!(table.closed(3), "close.udp");
@@ -346,6 +377,20 @@ mod tests {
             "an accepted AF_UNIX connection has a peer"
         );
         assert_eq!(table.closed(3), "close.unix-listener", "a listener has none");
+    }
+
+    #[test]
+    fn read_and_write_speak_of_sockets_only_on_sockets() {
+        let mut table = Table::default();
+        table.created(3, libc::AF_INET, libc::SOCK_STREAM);
+        assert_eq!(table.note_for(3, "read"), "read");
+        assert_eq!(table.note_for(3, "write"), "write");
+        assert_eq!(
+            table.note_for(0, "read"),
+            "read.any",
+            "stdin: a terminal, a pipe, a file"
+        );
+        assert_eq!(table.note_for(1, "write"), "write.any");
     }
 
     #[test]

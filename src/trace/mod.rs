@@ -89,19 +89,22 @@ fn narrate(text: &str, measured: bool) {
     }
 }
 
-/// Runs `body` on a new thread that appears in the trace as `actor`.
+/// Runs `body` on a new thread that appears in the trace as `actor`. Starting it is staged:
+/// glibc's clone3, and the signal handler its first thread installs (`rt_sigaction`), are
+/// std's plumbing, not the lesson's calls.
 pub fn spawn<T: Send + 'static>(
     actor: impl Into<String>,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
     let name = actor.into();
-    std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
+    let builder = std::thread::Builder::new().name(name.clone());
+    stage(|| {
+        builder.spawn(move || {
             set_actor(name);
             body()
         })
-        .expect("spawning a thread")
+    })
+    .expect("spawning a thread")
 }
 
 /// Runs `body`, plumbing that is not the lesson (a demo's terminals and control pipes, a

@@ -255,7 +255,15 @@ pub const NOTES: &[Note] = &[
          can find it",
     ),
     note("read", "read(2) works on sockets too: a socket is a file descriptor"),
+    note(
+        "read.any",
+        "read(2): the next bytes from any descriptor, a terminal, a pipe, a file or a socket",
+    ),
     note("write", "write(2) on a socket is send() without flags"),
+    note(
+        "write.any",
+        "write(2): bytes to any descriptor, a terminal, a pipe, a file or a socket",
+    ),
     note(
         "fcntl",
         "reads or changes the descriptor's flags, O_NONBLOCK among them",

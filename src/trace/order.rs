@@ -210,6 +210,7 @@ impl Order {
                             } else {
                                 let exit = self.pending.remove(j - 1);
                                 let call = joined(enter, exit);
+                                self.end_collected(&call.name, &call.ret, call.enter_t, &mut out);
                                 self.emit(Item::Whole(call), &mut out);
                             }
                         }
@@ -230,22 +231,8 @@ impl Order {
                 }
                 What::Exit { .. } => {
                     let exit = self.pending.remove(0);
-                    // A wait4 that collected a child proves the child is gone: calls it was
-                    // still in never returned, and end here, before the wait4 says so.
                     if let What::Exit { name, ret, .. } = &exit.what {
-                        if let (&"wait4", Some(Piece::Pid(child))) = (&name.as_ref(), ret.first()) {
-                            let child = *child;
-                            let mut dead: Vec<(u64, Thread)> = self
-                                .open
-                                .iter()
-                                .filter(|(k, _)| k.0 == child)
-                                .map(|(k, o)| (o.t, *k))
-                                .collect();
-                            dead.sort();
-                            for (_, thread) in dead {
-                                self.end_open(thread, exit.t, &mut out);
-                            }
-                        }
+                        self.end_collected(name, ret, exit.t, &mut out);
                     }
                     let call = match self.open.remove(&thread) {
                         Some(open) => joined_open(open, exit),
@@ -352,6 +339,32 @@ impl Order {
         );
     }
 
+    /// A wait4 that collected a child proves the child is gone: calls it was still in never
+    /// returned, and end at `t`, before the wait4 says so (whether the wait4 prints whole or in
+    /// two halves).
+    fn end_collected(&mut self, name: &str, ret: &[Piece], t: u64, out: &mut Vec<Item>) {
+        if let ("wait4", Some(Piece::Pid(child))) = (name, ret.first()) {
+            let child = *child;
+            // A call whose own exit is still to come did return (exit_group records its
+            // `= ?` itself): it is joined with that exit, not ended here.
+            let returns = |thread: &Thread| {
+                self.pending
+                    .iter()
+                    .any(|e| (e.pid, e.tid) == *thread && matches!(e.what, What::Exit { .. }))
+            };
+            let mut dead: Vec<(u64, Thread)> = self
+                .open
+                .iter()
+                .filter(|(k, _)| k.0 == child && !returns(k))
+                .map(|(k, o)| (o.t, *k))
+                .collect();
+            dead.sort();
+            for (_, thread) in dead {
+                self.end_open(thread, t, out);
+            }
+        }
+    }
+
     /// A call that never returned: `<... name resumed>) = ?`.
     fn end_open(&mut self, thread: Thread, t: u64, out: &mut Vec<Item>) {
         if let Some(open) = self.open.remove(&thread) {
@@ -400,6 +413,19 @@ impl Order {
         self.folds.remove(&thread);
         if let Item::Resumed(call) = &mut item {
             self.pick_note(call);
+            // A call printed in two halves is still a line that identical calls fold into:
+            // whether a busy loop's first call was split depends on other threads' timing.
+            if !call.never_returned() {
+                self.folds.insert(
+                    thread,
+                    Fold {
+                        first: call.clone(),
+                        line: call.line(Form::Verbatim),
+                        count: 0,
+                        last_t: call.exit_t,
+                    },
+                );
+            }
         }
         out.push(item);
     }
@@ -668,6 +694,90 @@ mod tests {
     }
 
     #[test]
+    fn a_child_killed_before_its_parent_waits_ends_before_the_whole_wait4() {
+        let mut order = Order::new();
+        order.push(at(10, 7, "child", enter("sendto", 4)));
+        order.push(at(20, 1, "server", enter("wait4", 7)));
+        order.push(at(
+            21,
+            1,
+            "server",
+            What::Exit {
+                name: "wait4".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::Pid(7)],
+                errno: None,
+                note: "wait4".into(),
+                explained: None,
+            },
+        ));
+        order.push(at(30, 1, "server", say("child#1 was killed")));
+        let items = order.release(None);
+        assert_eq!(
+            lines(&items),
+            [
+                "child sendto unfinished",
+                "child sendto resumed = ?",
+                "server wait4(7) = 7",
+                "server » child#1 was killed",
+            ]
+        );
+        let times: Vec<u64> = items
+            .iter()
+            .map(|item| match item {
+                Item::Whole(c) => c.enter_t,
+                Item::Resumed(c) => c.exit_t,
+                Item::Unfinished { t, .. } | Item::Say { t, .. } | Item::Mark { t, .. } => *t,
+                Item::Repeat { last_t, .. } => *last_t,
+            })
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "times go forward: {times:?}");
+    }
+
+    #[test]
+    fn a_child_whose_exit_group_is_split_ends_once_though_its_parent_waits_whole() {
+        let mut order = Order::new();
+        order.push(at(10, 7, "child", enter("exit_group", 0)));
+        order.push(at(11, 1, "server", say("meanwhile")));
+        order.push(at(12, 1, "server", enter("wait4", 7)));
+        order.push(at(
+            13,
+            7,
+            "child",
+            What::Exit {
+                name: "exit_group".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::text("?")],
+                errno: None,
+                note: "exit_group".into(),
+                explained: None,
+            },
+        ));
+        order.push(at(
+            14,
+            1,
+            "server",
+            What::Exit {
+                name: "wait4".into(),
+                called: 0,
+                args: Args::new(),
+                ret: vec![Piece::Pid(7)],
+                errno: None,
+                note: "wait4".into(),
+                explained: None,
+            },
+        ));
+        let items = order.release(None);
+        let ends = items
+            .iter()
+            .filter(|item| matches!(item, Item::Resumed(c) if c.name == "exit_group"))
+            .count();
+        assert_eq!(ends, 1, "{:?}", lines(&items));
+    }
+
+    #[test]
     fn identical_calls_in_a_row_fold_into_one_line() {
         let mut order = Order::new();
         let eagain = || What::Exit {
@@ -693,6 +803,41 @@ mod tests {
                 "server recvfrom(4) = -1 EAGAIN (Resource temporarily unavailable)",
                 "client » thinking",
                 "server recvfrom x4",
+                "server » done",
+            ]
+        );
+    }
+
+    #[test]
+    fn identical_calls_fold_into_a_first_call_printed_in_two_halves() {
+        let mut order = Order::new();
+        let eagain = || What::Exit {
+            name: "recvfrom".into(),
+            called: 0,
+            args: Args::new(),
+            ret: Vec::new(),
+            errno: Some(libc::EAGAIN),
+            note: "recv".into(),
+            explained: None,
+        };
+        order.push(at(10, 1, "server", enter("recvfrom", 4)));
+        // Another thread starts a call meanwhile: the first recvfrom prints in two halves.
+        order.push(at(11, 2, "client", enter("poll", 3)));
+        order.push(at(12, 1, "server", eagain()));
+        for i in 0..3 {
+            order.push(at(20 + 4 * i, 1, "server", enter("recvfrom", 4)));
+            order.push(at(22 + 4 * i, 1, "server", eagain()));
+        }
+        order.push(at(40, 2, "client", exit("poll", 1)));
+        order.push(at(50, 1, "server", say("done")));
+        assert_eq!(
+            lines(&order.release(None)),
+            [
+                "server recvfrom unfinished",
+                "client poll unfinished",
+                "server recvfrom resumed = -1 EAGAIN (Resource temporarily unavailable)",
+                "client poll resumed = 1",
+                "server recvfrom x3",
                 "server » done",
             ]
         );

@@ -2,7 +2,8 @@
 //! nc, socat, Python's `socket`, std's TcpStream and `socklab chat-client`.
 //!
 //! Each event loop's file (`tests/chat_select.rs`, `chat_poll.rs`, `chat_epoll.rs`,
-//! `chat_epoll_et.rs`) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
+//! `chat_epoll_et.rs`; `chat_lesson11.rs` for lesson 11's own select loop, the cases that apply
+//! to it) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
 //! every test below and in [`flow`] (flow control under load, seed 003's client, the echo
 //! service's backpressure): the same room must behave the same under every loop. That
 //! includes urgent (MSG_OOB) data:
@@ -73,6 +74,27 @@ pub fn socklab() -> std::path::PathBuf {
     path
 }
 
+/// Not one of socklab's `--mux` loops but lesson 11's own select loop over the same room
+/// (`lesson-11 server`, `tests/chat_lesson11.rs`), which takes the grace as `grace SECONDS`.
+pub const LESSON_11: &str = "lesson-11";
+
+/// The program and arguments that run the room under `mux` on a port the kernel picks, the
+/// trace in `trace` mode: `socklab chat-server --mux MUX ...`, or lesson 11's `server`.
+pub fn server_argv(mux: &str, trace: &str) -> Vec<String> {
+    let (program, args) = if mux == LESSON_11 {
+        (util::lesson_program(11), vec!["server"])
+    } else {
+        (socklab(), vec!["chat-server", "--mux", mux])
+    };
+    std::iter::once(program.display().to_string())
+        .chain(
+            args.into_iter()
+                .chain(["--port", "0", "--trace", trace])
+                .map(String::from),
+        )
+        .collect()
+}
+
 /// A running `socklab chat-server`, killed (by its PID) when dropped.
 pub struct Server {
     child: Child,
@@ -81,17 +103,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// `socklab chat-server --mux MUX --port 0 --trace off`: the kernel picks the port, and
-    /// the server's first line on stderr says which.
+    /// `socklab chat-server --mux MUX --port 0 --trace off` (or lesson 11's `server`): the
+    /// kernel picks the port, and the server's first line on stderr says which.
     pub fn start(mux: &str) -> Server {
         Server::start_with(mux, &[])
     }
 
     /// The same, with more arguments (`--grace 0.5`).
     pub fn start_with(mux: &str, args: &[&str]) -> Server {
-        let mut command = Command::new(socklab());
-        command.args(["chat-server", "--mux", mux, "--port", "0", "--trace", "off"]);
-        command.args(args);
+        let argv = server_argv(mux, "off");
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        if mux == LESSON_11 {
+            command.args(args.iter().map(|arg| arg.trim_start_matches("--")));
+        } else {
+            command.args(args);
+        }
         Server::start_command(command)
     }
 
@@ -671,9 +698,10 @@ pub fn the_chat_client_says_when_the_server_goes(mux: &str) {
 /// a spin would make thousands of accept4 calls in the second watched, the pause about ten.
 pub fn with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning(mux: &str) {
     util::require("python3");
-    // stdio, the listener, epoll's own instance and the self-pipe's two ends (for SIGINT and
-    // SIGTERM): the limit leaves nothing after them.
-    let limit = if mux.starts_with("epoll") { 7 } else { 6 };
+    // stdio, the listener, epoll's own instance, and socklab's self-pipe, two ends for SIGINT
+    // and SIGTERM (lesson 11's loop has none): the limit leaves nothing after them.
+    let self_pipe = if mux == LESSON_11 { 0 } else { 2 };
+    let limit = if mux.starts_with("epoll") { 5 } else { 4 } + self_pipe;
     let trace = std::env::temp_dir().join(format!("socklab-no-spare-{mux}-{}.json", std::process::id()));
     let wrapper = format!(
         "import os, resource\n\
@@ -682,10 +710,10 @@ pub fn with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning(mux: &st
          os.close(fd)\n\
          soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
          resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, hard))\n\
-         program = {program:?}\n\
-         os.execv(program, [program, 'chat-server', '--mux', {mux:?}, '--port', '0', '--trace', 'json'])\n",
+         argv = {argv:?}\n\
+         os.execv(argv[0], argv)\n",
         trace = trace.display().to_string(),
-        program = socklab().display().to_string()
+        argv = server_argv(mux, "json")
     );
     let mut command = Command::new("python3");
     command.args(["-c", &wrapper]);
