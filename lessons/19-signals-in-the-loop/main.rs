@@ -341,11 +341,10 @@ fn the_race_and_the_masks(listener: &OwnedFd, ep: &nix::sys::epoll::Epoll) -> Re
     let before = HANDLED.load(Ordering::SeqCst);
     trace::explain("a signal sent now, after the flag was checked and before the wait");
     sys::kill(me, Signal::SIGUSR1).context("kill")?;
-    let flag = HANDLED.load(Ordering::SeqCst) != before;
-    trace::say(format!(
-        "the flag is {}: no signal came, nothing to do, so wait",
-        if flag { "set" } else { "clear" }
-    ));
+    if HANDLED.load(Ordering::SeqCst) != before {
+        return Err("the handler ran while SIGUSR1 was blocked".into());
+    }
+    trace::say("the flag is clear: no signal came, nothing to do, so wait");
     trace::explain("unblocked: the pending SIGUSR1 is delivered here, as this call returns: the handler runs now");
     sys::sigprocmask(SigmaskHow::SIG_UNBLOCK, &usr1, None).context("sigprocmask")?;
     let mut readable = select::FdSet::new();
