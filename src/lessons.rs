@@ -187,7 +187,7 @@ pub const LESSONS: &[Lesson] = &[
         title: "Scaling: select, poll and epoll against idle descriptors",
         summary: "one wait's cost at N = 10 to 10,000 idle descriptors, measured and drawn; echo loops with idle clients",
         python: &["wait_cost.py"],
-        parts: &[],
+        parts: &["echo"],
     },
     Lesson {
         number: 17,

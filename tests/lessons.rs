@@ -166,13 +166,37 @@ fn the_readme_lesson_table_is_the_registry() {
 
 #[test]
 fn every_demo_prints_its_expected_trace() {
-    let mut failures = Vec::new();
+    let failures: Vec<String> = LESSONS
+        .iter()
+        .filter_map(|lesson| compare_with_expected(lesson, None))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The named parts, apart from the demos, so that the two run side by side.
+#[test]
+fn every_part_prints_its_expected_trace() {
+    let failures: Vec<String> = LESSONS
+        .iter()
+        .flat_map(|lesson| lesson.parts.iter().map(move |part| (lesson, part)))
+        .filter_map(|(lesson, part)| compare_with_expected(lesson, Some(part)))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A trace a learner reads whole: at most 200 lines, the demo's and each part's.
+#[test]
+fn no_expected_trace_is_over_200_lines() {
     for lesson in LESSONS {
         for part in runs(lesson) {
-            failures.extend(compare_with_expected(lesson, part));
+            let path = util::root()
+                .join("lessons")
+                .join(lesson.folder())
+                .join(lesson.expected_file(part));
+            let lines = std::fs::read_to_string(&path).unwrap_or_default().lines().count();
+            assert!(lines <= 200, "{}: {lines} lines", path.display());
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 /// Runs a lesson's demo, or one of its parts, and compares what it prints with its expected

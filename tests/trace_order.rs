@@ -115,7 +115,14 @@ fn each_table_note_prints_once_per_run() {
                 *seen.entry(note).or_default() += 1;
             }
         }
-        assert!(!seen.is_empty(), "{}: no table note at all", path.display());
+        // A run that makes calls explains some of them from the table (a part that only
+        // narrates measurements, lesson 16's echo part, makes none).
+        let makes_calls = text.lines().any(|l| !l.starts_with(' ') && !l.contains("» "));
+        assert!(
+            !makes_calls || !seen.is_empty(),
+            "{}: no table note at all",
+            path.display()
+        );
         for (note, count) in seen {
             assert_eq!(count, 1, "{}: {note:?} printed {count} times", path.display());
         }

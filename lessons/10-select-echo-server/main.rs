@@ -267,7 +267,7 @@ fn demo() -> Outcome {
     let (port, server_tid) = listening
         .recv()
         .map_err(|_| "the server thread stopped before listening")?;
-    let server_loop = Looper::new(server_tid, SELECT);
+    let server_loop = Looper::new(server_tid, SELECT)?;
     let mut rounds = server_loop
         .asleep(DEMO_PATIENCE)
         .ok_or("the server never waited in select")?;

@@ -10,8 +10,11 @@
 //! timed again and again. The ready one is the last descriptor, so select and poll look at
 //! every idle one first, as they do whenever a server sleeps in them.
 //!
-//!   make lesson-16     the demo: the waits at N = 10, 100, 1,000, 10,000; socklab's echo
-//!                      loops with 0, 900 and 10,000 idle clients; a chart (SVG and text)
+//!   make lesson-16              the demo: the waits at N = 10, 100, 1,000, 10,000, and a chart
+//!                               of them (SVG and text), in a second or two
+//!   make lesson-16 ARGS=echo    socklab's echo loops with 0, 900 and 10,000 idle clients, beside
+//!                               your last `make bench` (ten seconds or so: most of it is the
+//!                               kernel setting up some 30,000 idle connections)
 //!
 //! The trace shows the set-up and one wait of each kind at N = 10, where a line is short
 //! enough to read. Everything timed runs inside `trace::stage`: the trace is paused there, so
@@ -54,7 +57,11 @@ fn main() {
 
 fn run(args: Args) -> Outcome {
     match args.role {
-        Role::Demo => demo(),
+        Role::Demo => match args.rest.first().map(String::as_str) {
+            None => demo(),
+            Some("echo") => echo_part(),
+            Some(other) => Err(format!("unknown part {other:?}: the part is echo").into()),
+        },
         Role::Server | Role::Client => Err("lesson 16 is a measurement: its demo is all of it. \
              For a server and a load of your own: `cargo run -q --bin socklab -- echo-server --mux poll` \
              and, in another terminal, `cargo run -q --bin socklab -- load pingpong --conns 50 --idle 900`"
@@ -276,25 +283,32 @@ fn micros(time: Duration) -> f64 {
     time.as_secs_f64() * 1e6
 }
 
-/// The demo: the waits at every N, the echo loops with idle clients, the chart.
+/// The demo: the waits at every N, and the chart.
 fn demo() -> Outcome {
     trace::set_actor("main");
     let limit = raise_descriptor_limit();
     let series = wait_costs(limit)?;
-    let echo = echo_with_idle_clients(limit)?;
     let chart = scaling::svg(&series, &chart_note());
-    let after = format!(
-        "{}\n{}",
-        scaling::terminal(&series),
-        scaling::echo_table(&echo, BUSY, scaling::last_bench().as_ref(), MEASURED)
-    );
-    match scaling::publish(&chart, &after) {
+    match scaling::publish(&chart, &scaling::terminal(&series)) {
         Ok(path) => trace::say(format!(
-            "the chart: {} (open it in a browser); below the trace, the same in characters, \
-             and the echo figures beside your last `make bench`",
+            "the chart: {} (open it in a browser); below the trace, the same in characters; \
+             `make lesson-16 ARGS=echo` measures socklab's echo loops with idle clients",
             scaling::shown(&path)
         )),
         Err(error) => trace::say(format!("the chart could not be written: {error}")),
+    }
+    Ok(())
+}
+
+/// The echo part: socklab's loops with idle clients, beside the last `make bench`.
+fn echo_part() -> Outcome {
+    trace::set_actor("main");
+    let limit = raise_descriptor_limit();
+    let echo = echo_with_idle_clients(limit)?;
+    let table = scaling::echo_table(&echo, BUSY, scaling::last_bench().as_ref(), MEASURED);
+    match scaling::leave_after_trace(&table) {
+        Ok(()) => trace::say("below the trace, the figures beside your last `make bench`"),
+        Err(error) => trace::say(format!("the figures could not be written: {error}")),
     }
     Ok(())
 }

@@ -663,23 +663,36 @@ pub fn shown(path: &Path) -> String {
 
 /// Writes the SVG chart and the text [`print_after_trace`] shows into `target/lesson-16/`
 /// (or a folder under the system's temporary one, if this program is not in a `target/`);
-/// returns the chart's path. Each file is written whole and then renamed into place, so two
-/// demos at once never leave half a file.
+/// returns the chart's path.
 ///
 /// # Errors
 /// The folder or a file could not be written.
 pub fn publish(chart: &str, after_trace: &str) -> Result<PathBuf, String> {
+    let path = write_out(CHART, chart)?;
+    write_out(AFTER_TRACE, after_trace)?;
+    Ok(path)
+}
+
+/// Writes only the text [`print_after_trace`] shows (a part with no chart).
+///
+/// # Errors
+/// The folder or the file could not be written.
+pub fn leave_after_trace(text: &str) -> Result<(), String> {
+    write_out(AFTER_TRACE, text).map(drop)
+}
+
+/// Writes `text` as `name` in the lesson's folder, whole and then renamed into place, so two
+/// demos at once never leave half a file; returns its path.
+fn write_out(name: &str, text: &str) -> Result<PathBuf, String> {
     trace::stage(|| {
         let folder = target_dir().unwrap_or_else(std::env::temp_dir).join(FOLDER);
         std::fs::create_dir_all(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-        for (name, text) in [(CHART, chart), (AFTER_TRACE, after_trace)] {
-            let path = folder.join(name);
-            let partial = folder.join(format!(".{name}.{}", std::process::id()));
-            std::fs::write(&partial, text)
-                .and_then(|()| std::fs::rename(&partial, &path))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(folder.join(CHART))
+        let path = folder.join(name);
+        let partial = folder.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
     })
 }
 

@@ -170,18 +170,34 @@ pub fn listen_overflows() -> u64 {
 /// event loop asleep in pselect6), watched through `/proc/self/task/TID`: the demo waits until
 /// it has gone round once more before it does the next thing, so the loop sees one event at a
 /// time and its trace is the same on every run.
+///
+/// Its two /proc files are opened once, while the thread is known to make no descriptor of its
+/// own, and kept above [`OUT_OF_THE_WAY`]; after that every look is a `pread` at offset 0 (the
+/// kernel writes the file afresh), which takes no descriptor number. Opening them at each look
+/// would race with the thread's own accept4 for the lowest free number.
 pub struct Looper {
-    task: String,
+    syscall: File,
+    status: File,
     waits_in: &'static [i64],
 }
 
 impl Looper {
-    /// The thread `tid` of this process, whose loop waits in one of `waits_in`.
-    pub fn new(tid: Pid, waits_in: &'static [i64]) -> Looper {
-        Looper {
-            task: format!("/proc/self/task/{tid}"),
+    /// The thread `tid` of this process, whose loop waits in one of `waits_in`. Call it while
+    /// that thread makes no descriptor (before its first client is started, say).
+    ///
+    /// # Errors
+    /// When the thread's /proc files cannot be opened.
+    pub fn new(tid: Pid, waits_in: &'static [i64]) -> Result<Looper, String> {
+        let open = |name: &str| -> Result<File, String> {
+            let path = format!("/proc/self/task/{tid}/{name}");
+            let file = trace::stage(|| File::open(&path)).map_err(|e| format!("{path}: {e}"))?;
+            trace::stage(|| out_of_the_way(OwnedFd::from(file))).map(File::from)
+        };
+        Ok(Looper {
+            syscall: open("syscall")?,
+            status: open("status")?,
             waits_in,
-        }
+        })
     }
 
     /// Waits (at most `patience`) until the thread is asleep in its waiting call; returns how
@@ -212,20 +228,27 @@ impl Looper {
     /// between two looks at the call, so it belongs to that sleep.
     fn sleeping_count(&self) -> Option<u64> {
         let in_wait = || {
-            let text = std::fs::read_to_string(format!("{}/syscall", self.task)).unwrap_or_default();
+            let text = read_afresh(&self.syscall);
             let number = text.split_whitespace().next().and_then(|n| n.parse::<i64>().ok());
             number.is_some_and(|n| self.waits_in.contains(&n))
         };
         if !in_wait() {
             return None;
         }
-        let status = std::fs::read_to_string(format!("{}/status", self.task)).ok()?;
-        let count = status
+        let count = read_afresh(&self.status)
             .lines()
             .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
             .and_then(|n| n.trim().parse().ok())?;
         in_wait().then_some(count)
     }
+}
+
+/// A /proc file's text as the kernel writes it now: `pread` from offset 0 (empty on error).
+fn read_afresh(file: &File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 4096];
+    let n = trace::stage(|| file.read_at(&mut buf, 0)).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 /// Where a [`Typist`]'s pipe ends go: above any number a lesson's own sockets take, so that
