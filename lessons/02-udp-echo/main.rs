@@ -35,7 +35,7 @@ const DEMO_DATAGRAMS: usize = 6;
 /// The demo's server gives up after this long without a datagram, so it can never hang.
 const SERVER_PATIENCE_MS: i64 = 5000;
 /// How long a client waits for an echo: UDP may lose a datagram, so nobody waits forever.
-const REPLY_TIMEOUT_MS: i64 = 2000;
+const REPLY_TIMEOUT_MS: i64 = 5000;
 /// How long the `no-server` client listens for an answer that will not come.
 const SILENCE_MS: i64 = 300;
 
