@@ -104,6 +104,14 @@ const PROBE: Duration = Duration::from_millis(1);
 /// Longest nickname: short enough to read at the start of every line.
 pub const MAX_NICK: usize = 16;
 
+/// Joins and leaves are announced while the room holds at most this many people. Each notice
+/// goes to everyone, so N arrivals cost N² notices: 5,000 people joining would queue 12.5
+/// million lines, and a burst of connections would bury the room's conversation. Above it the
+/// room stays quiet about who comes and goes (`/who` still lists everyone), as Twitch's chat
+/// sends no JOIN or PART for a room of more than 1,000
+/// (<https://dev.twitch.tv/docs/irc/membership/>).
+pub const ANNOUNCE_LIMIT: usize = 1000;
+
 /// The names in one line of a `/who` reply: with its stamp and prefix the line stays under
 /// [`MAX_LINE`], as any line a client may send.
 const WHO_WIDTH: usize = 960;
@@ -172,6 +180,8 @@ struct Timer {
 struct People {
     /// By descriptor number.
     slots: Vec<Option<Client>>,
+    /// How many slots hold a client.
+    count: usize,
     /// Clients whose output or read interest changed since the loop last asked.
     changed: Vec<ClientId>,
     /// How many outboxes are over the high-water mark: the room consumes lines only at 0.
@@ -233,6 +243,7 @@ impl People {
 
     fn remove(&mut self, id: ClientId) -> Option<Client> {
         let client = self.slots.get_mut(id)?.take()?;
+        self.count -= 1;
         if client.over {
             self.over -= 1;
         }
@@ -283,6 +294,7 @@ impl Room {
         Room {
             people: People {
                 slots: Vec::new(),
+                count: 0,
                 changed: Vec::new(),
                 over: 0,
                 timers: BinaryHeap::new(),
@@ -342,7 +354,8 @@ impl Room {
                 continue;
             };
             self.closes.push((id, why));
-            if self.closing {
+            // Announced only if the room, the leaver still counted, was small enough.
+            if self.closing || self.people.count >= ANNOUNCE_LIMIT {
                 continue;
             }
             self.refresh_stamp();
@@ -567,13 +580,16 @@ impl Service for Room {
             quiet_armed: false,
             quiet_due: false,
         });
+        self.people.count += 1;
         self.send(
             id,
             &format!("* welcome, you are {name}; say something, or /nick NAME, /who, exit"),
         );
-        self.refresh_stamp();
-        compose(&mut self.out, &self.stamp, &["* ", &name, " joined"]);
-        self.deliver_out(Some(id));
+        if self.people.count <= ANNOUNCE_LIMIT {
+            self.refresh_stamp();
+            compose(&mut self.out, &self.stamp, &["* ", &name, " joined"]);
+            self.deliver_out(Some(id));
+        }
         self.remove_leavers();
     }
 

@@ -459,3 +459,29 @@ fn stopping_tells_everyone_why_after_what_was_already_queued() {
         "the goodbye stays the last line: nobody is told who left"
     );
 }
+
+#[test]
+fn joins_and_leaves_are_announced_only_in_a_room_of_at_most_the_limit() {
+    let limit = ANNOUNCE_LIMIT as ClientId;
+    let mut room = room_of(limit - 1);
+    room.join(limit, addr(50000));
+    assert!(
+        read(&mut room, 1).contains("joined"),
+        "the room is at the limit: announced"
+    );
+    read(&mut room, limit);
+    room.join(limit + 1, addr(50001));
+    assert!(
+        read(&mut room, limit + 1).contains("welcome"),
+        "a newcomer is still welcomed"
+    );
+    assert_eq!(read(&mut room, 1), "", "past the limit: nobody is told of the newcomer");
+    room.eof(limit + 1);
+    assert_eq!(read(&mut room, 1), "", "nor of a leaver while the room was past it");
+    room.eof(limit);
+    assert!(
+        read(&mut room, 1).contains("left"),
+        "back at the limit: announced again"
+    );
+    assert_eq!(closes(&mut room).len(), 2);
+}
