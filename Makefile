@@ -21,10 +21,10 @@ lessons:
 	@$(CARGO) run -q --bin socklab -- lessons
 
 # The tests use real peers (deps) and run the lesson programs: build those (as programs, not
-# test harnesses) first.
+# test harnesses) in the same pass as the tests, then run every test binary even when one fails.
 test: deps
-	$(CARGO) build --examples --bins
-	$(CARGO) test --lib --bins --tests -- --test-threads=2
+	$(CARGO) build --examples --bins --tests
+	$(CARGO) test --no-fail-fast --lib --bins --tests -- --test-threads=2
 
 # Every loop against the same loop in C (bench/echo.c) and mio (bench/mio-echo), release builds,
 # medians of 3, 4.5 to 6 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
