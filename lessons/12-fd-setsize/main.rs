@@ -363,7 +363,7 @@ unsafe extern "C" {
 /// C's FD_SET, built with `_FORTIFY_SOURCE`, calls glibc's `__fdelt_chk` with the number, which
 /// aborts past FD_SETSIZE: "*** bit out of range 0 - FD_SETSIZE on fd_set ***: terminated" on
 /// stderr. (Built without, nothing checks, and FD_SET writes past the end of the set:
-/// `tests/select_past_1024.rs` compiles both.)
+/// `tests/kernel/select_past_1024.rs` compiles both.)
 fn fortified_fd_set_aborts(number: RawFd) -> Result<(), String> {
     let status = in_child("child#2", || {
         let _ = nix::sys::prctl::set_dumpable(false); // as in child#1

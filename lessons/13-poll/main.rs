@@ -5,7 +5,7 @@
 //! The demo makes each answer happen on a real socket and prints it as strace does:
 //! POLLIN, POLLOUT, POLLIN with nothing to read (the peer's FIN), POLLHUP (both directions
 //! shut), POLLNVAL (a number that is not open), POLLERR (a refused connect), and a timeout, 0.
-//! (POLLRDHUP, which nix's `PollFlags` lacks, is proven in tests/poll_revents.rs.)
+//! (POLLRDHUP, which nix's `PollFlags` lacks, is proven in tests/kernel/poll_revents.rs.)
 //!
 //!   make lesson-13                                  the demo: one server process, one client process
 //!   make lesson-13 ARGS="server --port 7000"        a poll echo server for `nc 127.0.0.1 7000`

@@ -15,16 +15,14 @@
 //!
 //! Cost: about 0.1 s for each test that waits to see that nothing arrives.
 
-mod util;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use crate::util::tcp;
 use nix::sys::socket::{setsockopt, sockopt};
-use util::tcp;
 
 /// A bound on every wait: each of these takes microseconds on loopback (a hang guard).
 const PATIENCE: Duration = Duration::from_secs(5);

@@ -9,17 +9,16 @@
 //! connect) and about 1 s for the delayed client (one SYN retransmission); the lesson's part
 //! about 1.2 s.
 
-mod util;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::util;
+use crate::util::tcp;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use util::tcp;
 
 /// The backlog most tests here pass to listen.
 const BACKLOG: u32 = 2;

@@ -5,13 +5,12 @@
 //! and glibc's select arrives in the kernel as pselect6 (the timeval as a timespec, no signal
 //! mask, the time left turned back into a timeval), which socklab's select does itself.
 
-mod util;
-
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::util;
 use nix::sys::select::{FdSet, select};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use nix::sys::time::{TimeVal, TimeValLike};

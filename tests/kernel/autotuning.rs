@@ -7,14 +7,12 @@
 //!
 //! Cost: two 32 MiB transfers over loopback, about 0.1 s each in a debug build here.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::util::tcp;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use util::tcp;
 
 /// How much the sender sends: enough for the kernel to see a sustained transfer.
 const TOTAL: usize = 32 << 20;

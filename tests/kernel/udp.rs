@@ -6,14 +6,13 @@
 //! the largest IPv4 datagram is 65507 bytes; and the lesson's server mode echoes for real peers
 //! (Python's socket module, socat, nc -u).
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::util;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{

@@ -4,12 +4,11 @@
 //! meets the RST, it fails with ECONNRESET, not EPIPE; and closing a socket with unread data
 //! resets the connection too.
 
-mod util;
-
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use crate::util;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, recv, send, setsockopt, sockopt};

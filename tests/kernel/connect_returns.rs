@@ -10,15 +10,13 @@
 //!
 //! Cost: a few milliseconds.
 
-mod util;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::util::tcp;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use util::tcp;
 
 /// A bound on every wait: each of these takes microseconds on loopback (a hang guard).
 const PATIENCE: Duration = Duration::from_secs(5);

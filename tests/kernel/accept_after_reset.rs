@@ -7,17 +7,15 @@
 //!
 //! Cost: a few milliseconds.
 
-mod util;
-
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use crate::util::tcp;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, SockaddrIn, getpeername, recv, setsockopt, sockopt};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use util::tcp;
 
 /// A bound on every wait: all of this takes microseconds on loopback (a hang guard).
 const PATIENCE: Duration = Duration::from_secs(5);

@@ -12,12 +12,11 @@
 //! - waiting by busy-polling burns CPU time: the lesson's spin uses many times the CPU its
 //!   poll uses for the same wait (a shape within one run, not a timing).
 
-mod util;
-
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

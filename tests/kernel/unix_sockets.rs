@@ -19,8 +19,6 @@
 //! Cost: about 1.3 s here (2 test threads), most of it starting Python (seven times), socat
 //! and the lesson's server.
 
-mod util;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -32,6 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use crate::util;
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, sockopt};
 use socklab::sys;

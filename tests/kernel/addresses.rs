@@ -7,13 +7,12 @@
 //! IPv6 listener with IPV6_V6ONLY off takes IPv4 clients as ::ffff:127.0.0.1, with it on
 //! refuses them. The IPv6 tests skip, saying why, on a machine without ::1.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
+use crate::util;
 use nix::errno::Errno;
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage, accept, bind,
