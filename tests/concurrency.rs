@@ -2,7 +2,7 @@
 //! iterative server makes a second client wait until the first has finished; the forking and
 //! threading servers answer the second client while the first is still connected; and the
 //! forking server, which never calls waitpid in server mode, leaves no zombie children
-//! (SIGCHLD set to SIG_IGN: the kernel reaps them; tests/fork.rs shows a child nobody waits
+//! (SIGCHLD set to SIG_IGN: the kernel reaps them; tests/forks/fork.rs shows a child nobody waits
 //! for staying a zombie otherwise).
 //!
 //! "Waiting" is shown with the kernel's own numbers: while the first client's conversation

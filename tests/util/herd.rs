@@ -1,5 +1,5 @@
-//! Plumbing for the thundering-herd tests (herd.rs, herd_epoll.rs): forked children that report
-//! on a pipe, and the kernel's own view of them in /proc.
+//! Plumbing for the tests that fork (`tests/forks/`): forked children that report on a pipe, the
+//! kernel's own view of them in /proc, and the lock all those tests take.
 //!
 //! The children are forked from a multi-threaded test process, so what they run here ([`report`],
 //! [`exit_now`]) makes only async-signal-safe raw syscalls and never returns into Rust code.
@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 /// The longest any step may take before the test gives up (a bound, not a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(10);
-/// The tests of a herd binary fork; one at a time, so children never inherit another test's pipes.
-/// (Each test binary compiles this module on its own, so each has its own lock.)
+/// Every test of `tests/forks/` (fork.rs, herd.rs, herd_epoll.rs, sigpipe.rs) holds this while it
+/// forks or has children, so that they fork one at a time and no child inherits another test's
+/// sockets or pipes (a copy held there would keep a connection open that the test closed).
 pub static FORKING: Mutex<()> = Mutex::new(());
 
 /// What a child writes to the report pipe: two bytes, the event and the child's index.

@@ -7,15 +7,15 @@
 //!
 //! The children are made with fork from this multi-threaded test process, so between fork and
 //! `_exit` they only make async-signal-safe calls (sigaction, send, write, poll) and never
-//! allocate or panic. The tests take one lock so that no child inherits another test's sockets.
-
-mod util;
+//! allocate or panic. The tests take one lock (the one every test in `tests/forks/` takes) so that
+//! no child inherits another test's sockets.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
+use crate::util;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigHandler, Signal, signal};
@@ -28,10 +28,11 @@ const REPLY: &[u8] = b"server: good bye\n";
 /// The RST comes back within microseconds on loopback; this only bounds a broken run.
 const RST_WAIT_MS: u16 = 5000;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
+/// The lock every test of `tests/forks/` holds while it forks or has children.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    util::herd::FORKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A connection whose client end is closed: returns the server end, after its recv returned

@@ -13,12 +13,10 @@
 //! The plumbing on both sides (forking, the report pipe, /proc) is shared with herd_epoll.rs, in
 //! util/herd.rs.
 
-mod util;
-
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
-use util::herd::{
+use crate::util::herd::{
     ACCEPTED, AGAIN, Children, FORKING, WOKE, context_switches, exit_now, no_report_waiting, read_report, report,
 };
 

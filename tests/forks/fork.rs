@@ -9,14 +9,12 @@
 //!
 //! Cost: about 0.1 s (one wait to see that no end of file comes).
 
-mod util;
-
 use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use util::herd::{Children, FORKING, PATIENCE, exit_now};
+use crate::util::herd::{Children, FORKING, PATIENCE, exit_now};
 
 /// How long to watch for an end of file that must not come. On loopback a FIN arrives within
 /// microseconds of the close that sends it; this is many times that.
