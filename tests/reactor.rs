@@ -9,9 +9,17 @@
 //! lesson's `server` mode against nc, socat, Python and a slow std reader: the echo, the idle
 //! timer as the wait's timeout, and backpressure.
 //!
+//! socklab's own driver (`src/serve`) is a reactor of the same shape, and one test runs it in
+//! this process too: with `until_empty` its loop stops by itself once the room is empty, as a
+//! lesson's demo needs.
+//!
 //! Descriptor numbers matter here (a closed number is handed out again), so the tests run one
-//! at a time: no other test of this file opens a descriptor meanwhile.
+//! at a time: no other test of this file opens a descriptor meanwhile. (The driver also keeps a
+//! spare descriptor, a dup of its listener that is not close-on-exec: a program another test
+//! started meanwhile would inherit it. Here no other test starts one meanwhile.)
 
+#[path = "programs/chat/mod.rs"]
+mod chat;
 #[allow(dead_code)]
 #[path = "../lessons/17-reactor/main.rs"]
 mod lesson;
@@ -324,6 +332,40 @@ fn timers_run_earliest_first_and_a_cancelled_one_never_runs() {
         ran[0].1 + 1,
         "a timer set by a timer runs after the next wait, even with no delay"
     );
+}
+
+/// In a program (a lesson's demo, say) socklab's own loop stops by itself: with `until_empty` it
+/// returns once the last client has left, having closed every client socket.
+#[test]
+fn the_loop_can_stop_once_the_room_is_empty() {
+    use chat::{Peer, WAIT};
+    use socklab::serve::{self, Options};
+    let _alone = alone();
+    let listener = serve::listen("127.0.0.1:0".parse().unwrap()).expect("listening");
+    let port = serve::local_addr(&listener).expect("its port").port();
+    let options = Options {
+        tick: std::time::Duration::from_millis(100),
+        max_iterations: Some(10_000), // a bound, should the stop never come
+        until_empty: true,
+        ..Options::default()
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let room = socklab::chat::Room::new(|| "12:00:00".to_string());
+        let _ = done_tx.send(serve::select::serve(&listener, room, &options));
+    });
+    let mut a = Peer::tcp(port);
+    let mut b = Peer::tcp(port);
+    a.expect_notice(&format!("{} joined", b.name));
+    a.say("exit");
+    b.expect_notice(&format!("{} left (exit)", a.name));
+    b.close_input();
+    assert_eq!(b.expect_closed(), "end of file");
+    let summary = done_rx
+        .recv_timeout(WAIT)
+        .expect("the loop stopped")
+        .expect("it ran without error");
+    assert_eq!(summary.served, 2);
 }
 
 // ---------------------------------------------------------------------------------------------

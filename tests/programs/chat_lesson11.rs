@@ -6,16 +6,13 @@
 //!
 //! Cost: about as much as `tests/chat_select.rs`, a few seconds on two threads.
 
-mod util;
-#[macro_use]
-mod chat;
-
 use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use chat::{Drain, LESSON_11, Peer, Server, WAIT};
+use crate::chat::{Drain, LESSON_11, Peer, Server, WAIT};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use crate::chat;
 
 chat_suite!(
     "lesson-11";

@@ -2,13 +2,12 @@
 //! every check passes and the figures are there; against a Python echo server that changes or
 //! loses a byte, the run fails loudly and says where.
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use socklab::load::json::Json;
+use crate::util;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -2,15 +2,12 @@
 //! `socklab chat-server --mux epoll-et`, then the claim only edge-triggering makes: a handler
 //! that stops before `EAGAIN` is not told again, so the loop must come back by itself.
 
-mod util;
-#[macro_use]
-mod chat;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use chat::{Server, WAIT};
+use crate::chat::{Server, WAIT};
+use crate::chat;
 
 chat_suite!("epoll-et");
 

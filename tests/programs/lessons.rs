@@ -2,14 +2,13 @@
 //! README agree with the registry, and its demo (and each named part) runs by itself, exits 0
 //! and prints, actor by actor, the trace its `expected.trace` (`expected.PART.trace`) shows.
 
-mod util;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
 use socklab::lessons::LESSONS;
 use socklab::trace::expected;
+use crate::util;
 
 /// A demo finishes in a few seconds; this is the limit before it counts as hung.
 const DEMO_LIMIT: Duration = Duration::from_secs(30);

@@ -2,15 +2,13 @@
 //! `socklab chat-server --mux select`, then what only select has, the FD_SETSIZE limit, and
 //! the command line's one-line errors.
 
-mod util;
-#[macro_use]
-mod chat;
-
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
 
-use chat::{Peer, Server, WAIT};
+use crate::chat::{Peer, Server, WAIT};
+use crate::util;
+use crate::chat;
 
 chat_suite!("select");
 
@@ -116,37 +114,4 @@ fn a_client_with_nobody_to_talk_to_is_a_one_line_error() {
         stderr.contains(&format!("connect 127.0.0.1:{port}: ECONNREFUSED")),
         "{stderr}"
     );
-}
-
-/// In a program (a lesson's demo, say) the loop stops by itself: with `until_empty` it returns
-/// once the last client has left, having closed every client socket.
-#[test]
-fn the_loop_can_stop_once_the_room_is_empty() {
-    use socklab::serve::{self, Options};
-    socklab::trace::set_mode(socklab::trace::Mode::Off);
-    let listener = serve::listen("127.0.0.1:0".parse().unwrap()).expect("listening");
-    let port = serve::local_addr(&listener).expect("its port").port();
-    let options = Options {
-        tick: std::time::Duration::from_millis(100),
-        max_iterations: Some(10_000), // a bound, should the stop never come
-        until_empty: true,
-        ..Options::default()
-    };
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let room = socklab::chat::Room::new(|| "12:00:00".to_string());
-        let _ = done_tx.send(serve::select::serve(&listener, room, &options));
-    });
-    let mut a = Peer::tcp(port);
-    let mut b = Peer::tcp(port);
-    a.expect_notice(&format!("{} joined", b.name));
-    a.say("exit");
-    b.expect_notice(&format!("{} left (exit)", a.name));
-    b.close_input();
-    assert_eq!(b.expect_closed(), "end of file");
-    let summary = done_rx
-        .recv_timeout(WAIT)
-        .expect("the loop stopped")
-        .expect("it ran without error");
-    assert_eq!(summary.served, 2);
 }

@@ -61,7 +61,7 @@ macro_rules! chat_suite {
         $(
             #[test]
             fn $case() {
-                chat::$case($mux);
+                $crate::chat::$case($mux);
             }
         )+
     };

@@ -7,8 +7,6 @@
 //! are one line each.
 
 #[allow(unused_macros)]
-mod chat;
-mod util;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -17,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socklab::trace::notes;
+use crate::util;
+use crate::chat;
 
 /// No run here takes more than a few seconds; a stuck one is killed (by its PID) at this.
 const LIMIT: Duration = Duration::from_secs(30);

@@ -17,13 +17,12 @@
 //!
 //! The lessons in [`TAGGED`] show their traces this way and must keep at least one block.
 
-mod util;
-
 use std::collections::BTreeMap;
 
 use socklab::lessons::LESSONS;
 use socklab::trace::expected::{self, TABLE_NOTES};
 use socklab::trace::render::{digits_to_n, ports_in_text};
+use crate::util;
 
 /// Lessons whose README trace excerpts are all marked `trace` (others may join by marking theirs).
 const TAGGED: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 19];

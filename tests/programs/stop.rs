@@ -9,9 +9,6 @@
 //! server's PID, as `kill` would; every wait is bounded, every process is killed by its PID
 //! when its guard is dropped, everything is on 127.0.0.1.
 
-mod chat;
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd};
@@ -19,11 +16,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use chat::{Peer, WAIT};
+use crate::chat::{Peer, WAIT};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use socklab::serve::STOP_FLUSH;
+use crate::util;
+use crate::chat;
 
 /// A server, killed (SIGKILL, by its PID) if the test ends without it having exited.
 struct Server {

@@ -15,8 +15,6 @@
 //! program the lesson registers must have run and be named in the block. The test also checks
 //! that the demo ended well: a few lines each lesson's programs must print.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use socklab::lessons::LESSONS;
+use crate::util;
 
 /// The calls strace reports: what the READMEs speak of, and what tells processes apart
 /// (clock_gettime: a README may say a program reads the clock without entering the kernel).

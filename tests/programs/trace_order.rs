@@ -2,14 +2,13 @@
 //! backwards, each table note once per run, and nothing at all (not even the trace's own
 //! closures) when tracing is off.
 
-mod util;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
 use socklab::lessons::LESSONS;
 use socklab::trace::{self, Finish, Mode, Spec, notes};
+use crate::util;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
