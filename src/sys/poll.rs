@@ -91,7 +91,12 @@ pub fn poll_raw(fds: &mut [libc::pollfd], timeout: i32) -> nix::Result<i32> {
     trace::syscall_into(
         &Spec::new("poll"),
         fds,
-        |fds| Args::new().text(show_events(fds)).int(fds.len() as i64).int(i64::from(timeout)),
+        |fds| {
+            Args::new()
+                .text(show_events(fds))
+                .int(fds.len() as i64)
+                .int(i64::from(timeout))
+        },
         |fds| {
             // SAFETY: the pointer and length describe `fds`, a valid slice borrowed mutably
             // for the call.
