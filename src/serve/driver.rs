@@ -399,6 +399,14 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
     /// close removes a socket only with its last reference), then close.
     fn close_departed(&mut self) {
         self.service.closes(&mut self.closes);
+        if !self.closes.is_empty() {
+            self.close_them();
+        }
+    }
+
+    /// Runs after every recv and send, and rarely has anyone to close: kept out of line.
+    #[cold]
+    fn close_them(&mut self) {
         for index in 0..self.closes.len() {
             let (id, why) = self.closes[index];
             let Some(socket) = self.clients.get_mut(id).and_then(|slot| slot.socket.take()) else {
