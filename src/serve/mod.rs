@@ -282,5 +282,7 @@ fn peer_addr(addr: &SockaddrStorage) -> SocketAddr {
 /// Milliseconds for poll and epoll_wait, rounded up: a deadline 0.3 ms away must not become
 /// a timeout of 0, which would spin until it passes.
 fn millis(timeout: Duration) -> i32 {
-    i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    // In u64, not as_micros's u128, whose division is a library call on every wait.
+    let millis = timeout.as_secs().saturating_mul(1000) + u64::from(timeout.subsec_micros().div_ceil(1000));
+    i32::try_from(millis).unwrap_or(i32::MAX)
 }
