@@ -1,5 +1,5 @@
 //! `make bench`: socklab's echo loops against the same loops written plainly in C and against
-//! mio, on the same loads from `socklab load`, interleaved, medians of 3; then the chat room's
+//! mio, on the same loads from `socklab load`, interleaved, 3 repetitions; then the chat room's
 //! fan-out under every loop. Prints the tables and writes target/bench/results.json.
 //!
 //! Each run starts a fresh server (pinned to CPU 0 with taskset when there are two CPUs), runs
@@ -205,9 +205,11 @@ fn main() {
             if !(cell.beyond_select && lp == "select") {
                 servers.extend([(lp, Server::Socklab), (lp, Server::C)]);
             }
-        }
-        if settings.loops.iter().any(|lp| lp.starts_with("epoll")) {
-            servers.push(("epoll", Server::Mio));
+            // mio right after the first epoll loop, so that both epoll loops' runs are near
+            // mio's in time (the ratios pair runs of the same repetition).
+            if lp.starts_with("epoll") && !servers.iter().any(|&(_, server)| server == Server::Mio) {
+                servers.push(("epoll", Server::Mio));
+            }
         }
         let first = echo.len();
         echo.extend(servers.iter().map(|&(lp, server)| EchoRuns {
