@@ -351,6 +351,25 @@ pub fn failures(out: &mut String, echo: &[EchoRuns], chat: &[ChatRuns]) {
     }
 }
 
+/// How busy the machine was: the load average before each run. The bench keeps about two
+/// processes running (a server and a load); more is other work, which takes CPU time from the
+/// servers and the loads and disturbs what they measure.
+pub fn machine(out: &mut String, load_averages: &[f64]) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (Some(median), Some(low), Some(high)) = (
+        median(load_averages.to_vec()),
+        load_averages.iter().copied().reduce(f64::min),
+        load_averages.iter().copied().reduce(f64::max),
+    ) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "Machine: {cpus} CPUs; 1-minute load average before each run: median {median:.1} (from {low:.1} to {high:.1}); \
+         the bench keeps about 2 busy, the rest was other work."
+    );
+}
+
 fn run_json(server: &str, run: &Run) -> Json {
     Json::Object(vec![
         ("server".into(), Json::Text(server.into())),
@@ -365,7 +384,14 @@ fn run_json(server: &str, run: &Run) -> Json {
 
 /// results.json: the settings, then a row per loop and echo cell (each server's summary, the
 /// ratios, every run's report) and a row per loop and chat window.
-pub fn results_json(settings: &Settings, pinned: bool, elapsed: Duration, rows: &[EchoRow], chat: &[ChatRuns]) -> Json {
+pub fn results_json(
+    settings: &Settings,
+    pinned: bool,
+    elapsed: Duration,
+    load_averages: &[f64],
+    rows: &[EchoRow],
+    chat: &[ChatRuns],
+) -> Json {
     let number = |value: Option<f64>| value.map_or(Json::Null, Json::Number);
     let ratio = |row: &EchoRow, mio: bool, per_cpu: bool| number(row.versus(mio, per_cpu).and_then(|r| r.value));
     let commit = Command::new("git")
@@ -423,6 +449,10 @@ pub fn results_json(settings: &Settings, pinned: bool, elapsed: Duration, rows: 
         ("reps".into(), Json::Number(settings.reps as f64)),
         ("secs".into(), Json::Number(settings.secs)),
         ("pinned".into(), Json::Bool(pinned)),
+        (
+            "load_averages".into(),
+            Json::List(load_averages.iter().copied().map(Json::Number).collect()),
+        ),
         ("chat_clients".into(), Json::Number(settings.chat_clients as f64)),
         ("chat_lines".into(), Json::Number(settings.chat_lines as f64)),
         ("echo".into(), Json::List(echo_rows)),

@@ -198,6 +198,7 @@ fn main() {
         settings.reps, settings.secs
     );
 
+    let mut load_averages = Vec::new();
     let mut echo: Vec<EchoRuns> = Vec::new();
     for cell in CELLS {
         let mut servers: Vec<(&'static str, Server)> = Vec::new();
@@ -220,6 +221,7 @@ fn main() {
         }));
         for rep in 0..settings.reps {
             for entry in &mut echo[first..] {
+                load_averages.extend(load_average());
                 let run = echo_run(&programs, &settings, cell, entry.lp, entry.server);
                 progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
                 entry.runs.push(run);
@@ -236,6 +238,7 @@ fn main() {
     }
     for rep in 0..settings.reps {
         for entry in &mut chat {
+            load_averages.extend(load_average());
             let run = chat_run(&programs, &settings, entry.lp, entry.window);
             let title = format!("chat, window {}", entry.window);
             progress(&title, rep, entry.lp, Server::Socklab, &run, "lines_per_s");
@@ -258,9 +261,10 @@ fn main() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() / 60.0
     );
+    report::machine(&mut out, &load_averages);
     print!("{out}");
     let file = programs.out.join("results.json");
-    let document = report::results_json(&settings, programs.pin, elapsed, &rows, &chat);
+    let document = report::results_json(&settings, programs.pin, elapsed, &load_averages, &rows, &chat);
     match fs::write(&file, format!("{document}\n")) {
         Ok(()) => println!("Results: {}", file.display()),
         Err(e) => eprintln!("bench: writing {}: {e}", file.display()),
@@ -342,6 +346,17 @@ fn raise_descriptor_limit() {
     {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
+}
+
+/// The machine's 1-minute load average (/proc/loadavg): how many processes were running or
+/// waiting for a CPU, on average. The bench itself keeps about two busy (a server and a load).
+fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `taskset -c CPU program args...`, or the program alone.
