@@ -26,7 +26,7 @@ test: deps
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
 # Every loop against the same loop in C (bench/echo.c) and mio (bench/mio-echo), release builds,
-# 3 repetitions, about 6 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
+# 5 repetitions, about 8 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
 bench: target/bench/echo-c
 	$(CARGO) build -q --release --bins
 	$(CARGO) build -q --release --manifest-path bench/mio-echo/Cargo.toml --target-dir target/mio

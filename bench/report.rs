@@ -279,7 +279,7 @@ pub fn chat_table(out: &mut String, chat: &[ChatRuns], settings: &Settings) {
         settings.chat_clients,
         settings.chat_lines,
         settings.chat_clients - 1,
-        settings.reps,
+        settings.chat_reps,
         CHAT_WINDOWS[CHAT_WINDOWS.len() - 1],
     );
     let _ = writeln!(
@@ -447,6 +447,7 @@ pub fn results_json(
         ("elapsed_s".into(), Json::Number(elapsed.as_secs_f64().round())),
         ("quick".into(), Json::Bool(settings.quick)),
         ("reps".into(), Json::Number(settings.reps as f64)),
+        ("chat_reps".into(), Json::Number(settings.chat_reps as f64)),
         ("secs".into(), Json::Number(settings.secs)),
         ("pinned".into(), Json::Bool(pinned)),
         (

@@ -1,14 +1,15 @@
 //! `make bench`: socklab's echo loops against the same loops written plainly in C and against
-//! mio, on the same loads from `socklab load`, interleaved, 3 repetitions; then the chat room's
-//! fan-out under every loop. Prints the tables and writes target/bench/results.json.
+//! mio, on the same loads from `socklab load`, interleaved, 5 repetitions; then the chat room's
+//! fan-out under every loop, 3 times. Prints the tables and writes target/bench/results.json.
 //!
 //! Each run starts a fresh server (pinned to CPU 0 with taskset when there are two CPUs), runs
 //! one `socklab load` against it (pinned to CPU 1), and kills the server by its PID. Within one
 //! repetition every loop and every reference meets the same cell one after the other, so noise
 //! from other work on the machine falls on all of them alike.
 //!
-//! `bench [--quick] [--reps N] [--secs S] [--loops select,poll,...]`; `--quick` (make bench
-//! QUICK=1) is one repetition of short runs and a small room, for development.
+//! `bench [--quick] [--reps N] [--secs S] [--loops select,poll,...]`; `--reps N` repeats the echo
+//! cells N times and the chat min(N, 3) times; `--quick` (make bench QUICK=1) is one repetition
+//! of short runs and a small room, for development.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -127,7 +128,11 @@ struct ChatRuns {
 const LOAD_BOUND: f64 = 0.9;
 
 struct Settings {
+    /// Repetitions of every echo cell: five, so that the median of the paired ratios shrugs off
+    /// a run or two disturbed by other work on the machine.
     reps: usize,
+    /// Repetitions of the chat fan-out, a check of delivery with figures of its own (no ratio).
+    chat_reps: usize,
     secs: f64,
     warmup: f64,
     chat_clients: usize,
@@ -194,8 +199,8 @@ fn main() {
         "not pinned (one CPU, or no taskset)"
     };
     eprintln!(
-        "bench: {} repetition(s) of {} s runs, {pinning}; a line per run below, the tables at the end",
-        settings.reps, settings.secs
+        "bench: {} repetition(s) of {} s echo runs, {} of the chat, {pinning}; a line per run below, the tables at the end",
+        settings.reps, settings.secs, settings.chat_reps
     );
 
     let mut load_averages = Vec::new();
@@ -236,7 +241,7 @@ fn main() {
             runs: Vec::new(),
         }));
     }
-    for rep in 0..settings.reps {
+    for rep in 0..settings.chat_reps {
         for entry in &mut chat {
             load_averages.extend(load_average());
             let run = chat_run(&programs, &settings, entry.lp, entry.window);
@@ -273,7 +278,8 @@ fn main() {
 
 fn parse(words: Vec<String>) -> Result<Settings, String> {
     let mut settings = Settings {
-        reps: 3,
+        reps: 5,
+        chat_reps: 3,
         secs: 1.0,
         warmup: 0.2,
         chat_clients: 500,
@@ -286,6 +292,7 @@ fn parse(words: Vec<String>) -> Result<Settings, String> {
         if flag == "--quick" {
             settings.quick = true;
             settings.reps = 1;
+            settings.chat_reps = 1;
             settings.secs = 0.3;
             settings.warmup = 0.1;
             settings.chat_clients = 100;
@@ -294,7 +301,10 @@ fn parse(words: Vec<String>) -> Result<Settings, String> {
         }
         let value = words.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--reps" => settings.reps = value.parse().map_err(|_| format!("--reps {value:?}"))?,
+            "--reps" => {
+                settings.reps = value.parse().map_err(|_| format!("--reps {value:?}"))?;
+                settings.chat_reps = settings.reps.min(3);
+            }
             "--secs" => settings.secs = value.parse().map_err(|_| format!("--secs {value:?}"))?,
             "--loops" => {
                 settings.loops = value
