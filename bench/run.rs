@@ -225,11 +225,20 @@ fn main() {
             runs: Vec::new(),
         }));
         for rep in 0..settings.reps {
-            for entry in &mut echo[first..] {
+            // Every other repetition in the opposite order: a machine getting busier (or
+            // quieter) during a repetition then favours neither run of a pair.
+            let entries = &mut echo[first..];
+            if rep % 2 == 1 {
+                entries.reverse();
+            }
+            for entry in entries.iter_mut() {
                 load_averages.extend(load_average());
                 let run = echo_run(&programs, &settings, cell, entry.lp, entry.server);
                 progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
                 entry.runs.push(run);
+            }
+            if rep % 2 == 1 {
+                entries.reverse();
             }
         }
     }
