@@ -27,7 +27,7 @@ test: deps
 	$(CARGO) test --no-fail-fast --lib --bins --tests -- --test-threads=2
 
 # Every loop against the same loop in C (bench/echo.c) and mio (bench/mio-echo), release builds,
-# medians of 3, 4.5 to 6 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
+# 5 repetitions, about 8 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.
 bench: target/bench/echo-c
 	$(CARGO) build -q --release --bins
 	$(CARGO) build -q --release --manifest-path bench/mio-echo/Cargo.toml --target-dir target/mio

@@ -12,8 +12,9 @@
  *   poll      one persistent pollfd array; a closed connection's slot takes the last one's
  *   epoll     level-triggered: one read per event, written back at once; on a short write stop
  *             reading and ask for EPOLLOUT (EPOLL_CTL_MOD) until the buffer is drained
- *   epoll-et  edge-triggered: EPOLLIN|EPOLLOUT|EPOLLET registered once; read until EAGAIN,
- *             write until EAGAIN
+ *   epoll-et  edge-triggered: EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET registered once; write until
+ *             EAGAIN, read until the input is exhausted: EAGAIN, or a read shorter than asked
+ *             (epoll(7)), as socklab's edge-triggered loop does
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -247,15 +248,20 @@ static void serve_epoll(int listener) {
     }
 }
 
-/* Edge-triggered: each event is heard once, so go on until the kernel says EAGAIN. */
-static enum state echo_until_eagain(int fd, struct conn *c) {
+/* Edge-triggered: each event is heard once, so go on until the input is exhausted. EAGAIN says
+ * so; so does, for a stream socket, a read that returned less than asked (epoll(7)), which saves
+ * a recv per message. Not once the peer has shut down its side (EPOLLRDHUP): the end-of-file
+ * behind its last bytes brings no new edge, so then read on until the 0. */
+static enum state echo_until_exhausted(int fd, struct conn *c, int peer_done) {
+    int exhausted = 0;
     for (;;) {
         enum state state = flush(fd, c);
-        if (state != DRAINED) return state; /* BLOCKED: the EPOLLOUT edge brings us back */
+        if (state != DRAINED || exhausted) return state; /* BLOCKED: the EPOLLOUT edge brings us back */
         ssize_t n = recv(fd, c->buf, BUF_SIZE, 0);
         if (n > 0) {
             c->start = 0;
             c->end = n;
+            exhausted = n < BUF_SIZE && !peer_done;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && errno == EAGAIN) {
@@ -281,10 +287,13 @@ static void serve_epoll_et(int listener) {
             int fd = events[i].data.fd;
             if (fd == listener) {
                 int client;
-                while ((client = accept_one(listener)) >= 0) epoll_add(ep, client, EPOLLIN | EPOLLOUT | EPOLLET);
+                while ((client = accept_one(listener)) >= 0) {
+                    epoll_add(ep, client, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+                }
                 continue;
             }
-            if (echo_until_eagain(fd, conns[fd]) == CLOSED) close_conn(fd);
+            int peer_done = events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+            if (echo_until_exhausted(fd, conns[fd], peer_done) == CLOSED) close_conn(fd);
         }
     }
 }

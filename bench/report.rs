@@ -18,6 +18,9 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// One server in one cell, over its runs. Figures are medians of the runs that passed every
 /// check; the runs that failed are counted, never averaged in.
 pub struct Summary {
+    /// Each run's figure and its figure per server CPU-second, in the order of the
+    /// repetitions; None for a run that failed.
+    each: Vec<Option<(f64, Option<f64>)>>,
     /// The cell's figure (msgs/s or MB/s).
     median: Option<f64>,
     /// The same figure per second of the server's own CPU time: what a message costs the
@@ -34,13 +37,18 @@ pub struct Summary {
 fn summarize(runs: &[Run], metric: &str) -> Summary {
     let passing: Vec<&Run> = runs.iter().filter(|run| run.ok()).collect();
     let median_of = |name: &str| median(passing.iter().filter_map(|run| run.figure(name)).collect());
-    let per_cpu = passing
+    let each: Vec<_> = runs
         .iter()
-        .filter_map(|run| Some(run.figure(metric)? / run.figure("server_cpu").filter(|cpu| *cpu > 0.01)?))
+        .map(|run| {
+            let figure = run.figure(metric).filter(|_| run.ok())?;
+            let cpu = run.figure("server_cpu").filter(|cpu| *cpu > 0.01);
+            Some((figure, cpu.map(|cpu| figure / cpu)))
+        })
         .collect();
     Summary {
         median: median_of(metric),
-        per_cpu: median(per_cpu),
+        per_cpu: median(each.iter().filter_map(|run| (*run)?.1).collect()),
+        each,
         p50: median_of("p50_us"),
         p99: median_of("p99_us"),
         server_cpu: median_of("server_cpu"),
@@ -80,7 +88,11 @@ impl Summary {
     }
 }
 
-/// A ratio `socklab ÷ reference`, of the throughput or of the throughput per server CPU-second.
+/// A ratio `socklab ÷ reference`, of the throughput or of the throughput per server CPU-second:
+/// the median, over the repetitions, of the ratio of the two runs of the same repetition. Those
+/// ran one after the other, seconds apart, so other work on a shared machine that slows a
+/// stretch of the bench down falls on both; the ratio of two medians could pair a run from a
+/// busy moment with one from a quiet one.
 struct Ratio {
     value: Option<f64>,
     /// The load may have held the reference back (throughput only).
@@ -91,16 +103,18 @@ struct Ratio {
 
 impl Ratio {
     fn of(socklab: &Summary, reference: &Summary, per_cpu: bool) -> Ratio {
-        let (ours, theirs) = if per_cpu {
-            (socklab.per_cpu, reference.per_cpu)
-        } else {
-            (socklab.median, reference.median)
-        };
+        let figure = |run: (f64, Option<f64>)| if per_cpu { run.1 } else { Some(run.0) };
+        let ratios = socklab
+            .each
+            .iter()
+            .zip(&reference.each)
+            .filter_map(|(ours, theirs)| {
+                let (ours, theirs) = (figure((*ours)?)?, figure((*theirs)?)?);
+                (theirs > 0.0).then(|| ours / theirs)
+            })
+            .collect();
         Ratio {
-            value: match (ours, theirs) {
-                (Some(ours), Some(theirs)) if theirs > 0.0 => Some(ours / theirs),
-                _ => None,
-            },
+            value: median(ratios),
             load_bound: !per_cpu && reference.load_bound(),
             failed: socklab.failed > 0 || reference.failed > 0,
         }
@@ -247,6 +261,8 @@ pub fn ratio_tables(out: &mut String, rows: &[EchoRow], loops: &[&'static str]) 
         out,
         "\n† the load used ≥ {LOAD_BOUND} of its CPU while measuring the reference: the reference may be \
          faster than measured,\n  so the ratio is an upper bound.\
+         \nA ratio is the median, over the repetitions, of socklab's run ÷ the reference's run of the same repetition\
+         \n  (run one after the other, so that other work on the machine falls on both).\
          \n! a run failed a correctness check (listed below); figures are medians of the runs that passed.\
          \nPer second of server CPU: the figure divided by the CPU time the server used, which waiting for a \
          CPU taken by\n  other work does not inflate; the fairer comparison on a busy machine."
@@ -263,7 +279,7 @@ pub fn chat_table(out: &mut String, chat: &[ChatRuns], settings: &Settings) {
         settings.chat_clients,
         settings.chat_lines,
         settings.chat_clients - 1,
-        settings.reps,
+        settings.chat_reps,
         CHAT_WINDOWS[CHAT_WINDOWS.len() - 1],
     );
     let _ = writeln!(
@@ -335,6 +351,25 @@ pub fn failures(out: &mut String, echo: &[EchoRuns], chat: &[ChatRuns]) {
     }
 }
 
+/// How busy the machine was: the load average before each run. The bench keeps about two
+/// processes running (a server and a load); more is other work, which takes CPU time from the
+/// servers and the loads and disturbs what they measure.
+pub fn machine(out: &mut String, load_averages: &[f64]) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (Some(median), Some(low), Some(high)) = (
+        median(load_averages.to_vec()),
+        load_averages.iter().copied().reduce(f64::min),
+        load_averages.iter().copied().reduce(f64::max),
+    ) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "Machine: {cpus} CPUs; 1-minute load average before each run: median {median:.1} (from {low:.1} to {high:.1}); \
+         the bench keeps about 2 busy, the rest was other work."
+    );
+}
+
 fn run_json(server: &str, run: &Run) -> Json {
     Json::Object(vec![
         ("server".into(), Json::Text(server.into())),
@@ -349,7 +384,14 @@ fn run_json(server: &str, run: &Run) -> Json {
 
 /// results.json: the settings, then a row per loop and echo cell (each server's summary, the
 /// ratios, every run's report) and a row per loop and chat window.
-pub fn results_json(settings: &Settings, pinned: bool, elapsed: Duration, rows: &[EchoRow], chat: &[ChatRuns]) -> Json {
+pub fn results_json(
+    settings: &Settings,
+    pinned: bool,
+    elapsed: Duration,
+    load_averages: &[f64],
+    rows: &[EchoRow],
+    chat: &[ChatRuns],
+) -> Json {
     let number = |value: Option<f64>| value.map_or(Json::Null, Json::Number);
     let ratio = |row: &EchoRow, mio: bool, per_cpu: bool| number(row.versus(mio, per_cpu).and_then(|r| r.value));
     let commit = Command::new("git")
@@ -405,8 +447,13 @@ pub fn results_json(settings: &Settings, pinned: bool, elapsed: Duration, rows: 
         ("elapsed_s".into(), Json::Number(elapsed.as_secs_f64().round())),
         ("quick".into(), Json::Bool(settings.quick)),
         ("reps".into(), Json::Number(settings.reps as f64)),
+        ("chat_reps".into(), Json::Number(settings.chat_reps as f64)),
         ("secs".into(), Json::Number(settings.secs)),
         ("pinned".into(), Json::Bool(pinned)),
+        (
+            "load_averages".into(),
+            Json::List(load_averages.iter().copied().map(Json::Number).collect()),
+        ),
         ("chat_clients".into(), Json::Number(settings.chat_clients as f64)),
         ("chat_lines".into(), Json::Number(settings.chat_lines as f64)),
         ("echo".into(), Json::List(echo_rows)),

@@ -1,14 +1,15 @@
 //! `make bench`: socklab's echo loops against the same loops written plainly in C and against
-//! mio, on the same loads from `socklab load`, interleaved, medians of 3; then the chat room's
-//! fan-out under every loop. Prints the tables and writes target/bench/results.json.
+//! mio, on the same loads from `socklab load`, interleaved, 5 repetitions; then the chat room's
+//! fan-out under every loop, 3 times. Prints the tables and writes target/bench/results.json.
 //!
 //! Each run starts a fresh server (pinned to CPU 0 with taskset when there are two CPUs), runs
 //! one `socklab load` against it (pinned to CPU 1), and kills the server by its PID. Within one
 //! repetition every loop and every reference meets the same cell one after the other, so noise
 //! from other work on the machine falls on all of them alike.
 //!
-//! `bench [--quick] [--reps N] [--secs S] [--loops select,poll,...]`; `--quick` (make bench
-//! QUICK=1) is one repetition of short runs and a small room, for development.
+//! `bench [--quick] [--reps N] [--secs S] [--loops select,poll,...]`; `--reps N` repeats the echo
+//! cells N times and the chat min(N, 3) times; `--quick` (make bench QUICK=1) is one repetition
+//! of short runs and a small room, for development.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -127,7 +128,11 @@ struct ChatRuns {
 const LOAD_BOUND: f64 = 0.9;
 
 struct Settings {
+    /// Repetitions of every echo cell: five, so that the median of the paired ratios shrugs off
+    /// a run or two disturbed by other work on the machine.
     reps: usize,
+    /// Repetitions of the chat fan-out, a check of delivery with figures of its own (no ratio).
+    chat_reps: usize,
     secs: f64,
     warmup: f64,
     chat_clients: usize,
@@ -194,10 +199,11 @@ fn main() {
         "not pinned (one CPU, or no taskset)"
     };
     eprintln!(
-        "bench: {} repetition(s) of {} s runs, {pinning}; a line per run below, the tables at the end",
-        settings.reps, settings.secs
+        "bench: {} repetition(s) of {} s echo runs, {} of the chat, {pinning}; a line per run below, the tables at the end",
+        settings.reps, settings.secs, settings.chat_reps
     );
 
+    let mut load_averages = Vec::new();
     let mut echo: Vec<EchoRuns> = Vec::new();
     for cell in CELLS {
         let mut servers: Vec<(&'static str, Server)> = Vec::new();
@@ -205,9 +211,11 @@ fn main() {
             if !(cell.beyond_select && lp == "select") {
                 servers.extend([(lp, Server::Socklab), (lp, Server::C)]);
             }
-        }
-        if settings.loops.iter().any(|lp| lp.starts_with("epoll")) {
-            servers.push(("epoll", Server::Mio));
+            // mio right after the first epoll loop, so that both epoll loops' runs are near
+            // mio's in time (the ratios pair runs of the same repetition).
+            if lp.starts_with("epoll") && !servers.iter().any(|&(_, server)| server == Server::Mio) {
+                servers.push(("epoll", Server::Mio));
+            }
         }
         let first = echo.len();
         echo.extend(servers.iter().map(|&(lp, server)| EchoRuns {
@@ -217,10 +225,20 @@ fn main() {
             runs: Vec::new(),
         }));
         for rep in 0..settings.reps {
-            for entry in &mut echo[first..] {
+            // Every other repetition in the opposite order: a machine getting busier (or
+            // quieter) during a repetition then favours neither run of a pair.
+            let entries = &mut echo[first..];
+            if rep % 2 == 1 {
+                entries.reverse();
+            }
+            for entry in entries.iter_mut() {
+                load_averages.extend(load_average());
                 let run = echo_run(&programs, &settings, cell, entry.lp, entry.server);
                 progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
                 entry.runs.push(run);
+            }
+            if rep % 2 == 1 {
+                entries.reverse();
             }
         }
     }
@@ -232,8 +250,9 @@ fn main() {
             runs: Vec::new(),
         }));
     }
-    for rep in 0..settings.reps {
+    for rep in 0..settings.chat_reps {
         for entry in &mut chat {
+            load_averages.extend(load_average());
             let run = chat_run(&programs, &settings, entry.lp, entry.window);
             let title = format!("chat, window {}", entry.window);
             progress(&title, rep, entry.lp, Server::Socklab, &run, "lines_per_s");
@@ -256,9 +275,10 @@ fn main() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() / 60.0
     );
+    report::machine(&mut out, &load_averages);
     print!("{out}");
     let file = programs.out.join("results.json");
-    let document = report::results_json(&settings, programs.pin, elapsed, &rows, &chat);
+    let document = report::results_json(&settings, programs.pin, elapsed, &load_averages, &rows, &chat);
     match fs::write(&file, format!("{document}\n")) {
         Ok(()) => println!("Results: {}", file.display()),
         Err(e) => eprintln!("bench: writing {}: {e}", file.display()),
@@ -267,7 +287,8 @@ fn main() {
 
 fn parse(words: Vec<String>) -> Result<Settings, String> {
     let mut settings = Settings {
-        reps: 3,
+        reps: 5,
+        chat_reps: 3,
         secs: 1.0,
         warmup: 0.2,
         chat_clients: 500,
@@ -280,6 +301,7 @@ fn parse(words: Vec<String>) -> Result<Settings, String> {
         if flag == "--quick" {
             settings.quick = true;
             settings.reps = 1;
+            settings.chat_reps = 1;
             settings.secs = 0.3;
             settings.warmup = 0.1;
             settings.chat_clients = 100;
@@ -288,7 +310,10 @@ fn parse(words: Vec<String>) -> Result<Settings, String> {
         }
         let value = words.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--reps" => settings.reps = value.parse().map_err(|_| format!("--reps {value:?}"))?,
+            "--reps" => {
+                settings.reps = value.parse().map_err(|_| format!("--reps {value:?}"))?;
+                settings.chat_reps = settings.reps.min(3);
+            }
             "--secs" => settings.secs = value.parse().map_err(|_| format!("--secs {value:?}"))?,
             "--loops" => {
                 settings.loops = value
@@ -340,6 +365,17 @@ fn raise_descriptor_limit() {
     {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
+}
+
+/// The machine's 1-minute load average (/proc/loadavg): how many processes were running or
+/// waiting for a CPU, on average. The bench itself keeps about two busy (a server and a load).
+fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `taskset -c CPU program args...`, or the program alone.

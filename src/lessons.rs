@@ -288,6 +288,24 @@ pub fn wait_process(actor: &str, mut child: std::process::Child) -> Result<(), S
     }
 }
 
+/// The rest of a forked child's life: named `actor` in the trace, it runs `body` and exits
+/// (status 0, or 1 after one line on stderr), never returning into the code it shares with its
+/// parent.
+pub fn run_child(actor: impl Into<String>, body: impl FnOnce() -> Result<(), String>) -> ! {
+    let actor = actor.into();
+    trace::set_actor(actor.as_str());
+    let code = match body() {
+        Ok(()) => 0,
+        Err(error) => {
+            let program = std::env::args().next().unwrap_or_default();
+            let program = program.rsplit('/').next().unwrap_or("lesson");
+            eprintln!("{program}: {actor}: {error}");
+            1
+        }
+    };
+    crate::sys::exit(code)
+}
+
 /// Parses a lesson's arguments (without the program name).
 ///
 /// # Errors

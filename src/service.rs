@@ -80,7 +80,10 @@ pub trait Service {
     /// The bytes waiting to be written to the client, oldest first.
     fn output(&self, id: ClientId) -> &[u8];
 
-    /// The loop wrote the first `n` bytes of [`Service::output`].
+    /// The loop wrote the first `n` bytes of [`Service::output`]. Right after, the loop asks
+    /// [`Service::wants_read`] for this client again, so a change `wrote` makes to its read
+    /// interest (room to read again) need not be named by [`Service::changed`]; new output, for
+    /// it or for others (a room that can go on), must be.
     fn wrote(&mut self, id: ClientId, n: usize);
 
     /// Whether the loop should read from the client now: false while its buffer is full, or

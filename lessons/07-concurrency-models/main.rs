@@ -167,7 +167,7 @@ fn serve_forking(listener: OwnedFd, connections: Option<usize>) -> Result<(), St
         let (conn, peer) = accept(&listener)?;
         trace::explain("a copy of this process, with copies of every descriptor: the listener and the connection");
         match fork()? {
-            ForkResult::Child => run_child(format!("child#{number}"), move || {
+            ForkResult::Child => lessons::run_child(format!("child#{number}"), move || {
                 trace::explain("the child never accepts: its copy of the listener goes (the parent's stays open)");
                 sys::close(listener).context("close")?;
                 Echo.handle(&conn, peer)?;
@@ -220,7 +220,7 @@ fn prefork(listener: OwnedFd, connections_each: Option<usize>) -> Result<Vec<Pid
     for number in 1..=POOL_SIZE {
         match fork()? {
             // The child borrows the listener: it never returns to drop it (exit closes it).
-            ForkResult::Child => run_child(format!("worker#{number}"), || {
+            ForkResult::Child => lessons::run_child(format!("worker#{number}"), || {
                 for _ in 0..connections_each.unwrap_or(usize::MAX) {
                     if number == 1 {
                         trace::explain("every worker sleeps here on the same listener; a connection wakes one");
@@ -262,7 +262,7 @@ fn iterative_demo() -> Outcome {
     trace::say("1. iterative (TCPServer), a process of its own: one conversation at a time");
     let (listener, port) = listen_any()?;
     let server = match fork()? {
-        ForkResult::Child => run_child("iterative", || serve_iterative(&listener, Some(2))),
+        ForkResult::Child => lessons::run_child("iterative", || serve_iterative(&listener, Some(2))),
         ForkResult::Parent { child } => child,
     };
     trace::set_actor("client#1");
@@ -302,7 +302,7 @@ fn forking_demo() -> Outcome {
     trace::say("2. forking (ForkingTCPServer): a child process per connection");
     let (listener, port) = listen_any()?;
     let server = match fork()? {
-        ForkResult::Child => run_child("forking", move || serve_forking(listener, Some(2))),
+        ForkResult::Child => lessons::run_child("forking", move || serve_forking(listener, Some(2))),
         ForkResult::Parent { child } => {
             trace::explain("the demo's copy of the listener; the server process has its own");
             sys::close(listener).context("close")?;
@@ -319,7 +319,7 @@ fn threading_demo() -> Outcome {
     trace::say("3. threading (ThreadingTCPServer): a thread per connection");
     let (listener, port) = listen_any()?;
     let server = match fork()? {
-        ForkResult::Child => run_child("threading", || serve_threading(&listener, Some(2))),
+        ForkResult::Child => lessons::run_child("threading", || serve_threading(&listener, Some(2))),
         ForkResult::Parent { child } => {
             sys::close(listener).context("close")?;
             child
@@ -404,7 +404,7 @@ fn herd_part() -> Outcome {
     for number in 1..=POOL_SIZE {
         let (master_end, child_end) = Line::pair()?;
         match fork()? {
-            ForkResult::Child => run_child(format!("poller#{number}"), || {
+            ForkResult::Child => lessons::run_child(format!("poller#{number}"), || {
                 drop(master_end);
                 poller(number, &listener, &child_end)
             }),
@@ -681,21 +681,6 @@ fn fork() -> Result<ForkResult, String> {
     // trace's printer thread, in human mode, holds no lock the child needs: sys::fork gives
     // the child a trace state of its own, and glibc makes malloc safe in a forked child.
     unsafe { sys::fork() }.context("fork")
-}
-
-/// The rest of a forked child's life: named `actor` in the trace, it runs `body` and exits,
-/// never returning into the code it shares with its parent.
-fn run_child(actor: impl Into<String>, body: impl FnOnce() -> Result<(), String>) -> ! {
-    let actor = actor.into();
-    trace::set_actor(actor.as_str());
-    let code = match body() {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("lesson-07: {actor}: {error}");
-            1
-        }
-    };
-    sys::exit(code)
 }
 
 /// waitpid for one child, which must have exited with status 0.

@@ -449,7 +449,7 @@ fn herd(exclusive: bool) -> Outcome {
             ForkResult::Child => {
                 drop(master_end);
                 let first = number == 1;
-                run_child(format!("{prefix}#{number}"), || {
+                lessons::run_child(format!("{prefix}#{number}"), || {
                     waiter(&listener, &child_end, exclusive, first)
                 })
             }
@@ -591,20 +591,6 @@ fn fork() -> Result<ForkResult, String> {
     // thread), so the child has every lock it could need; sys::fork gives it a trace state of
     // its own.
     unsafe { sys::fork() }.context("fork")
-}
-
-/// The rest of a forked child's life: named `actor` in the trace, it runs `body` and exits,
-/// never returning into the code it shares with its parent.
-fn run_child(actor: String, body: impl FnOnce() -> Result<(), String>) -> ! {
-    trace::set_actor(actor.as_str());
-    let code = match body() {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("lesson-15: {actor}: {error}");
-            1
-        }
-    };
-    sys::exit(code)
 }
 
 /// The syscalls epoll_wait may arrive as (/proc/PID/syscall gives the number).

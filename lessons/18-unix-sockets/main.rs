@@ -130,7 +130,7 @@ fn start_workers() -> Result<(Vec<OwnedFd>, Vec<Pid>), String> {
         let (ours, theirs) =
             sys::socketpair(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC).context("socketpair")?;
         match fork()? {
-            ForkResult::Child => run_child(format!("worker#{number}"), move || {
+            ForkResult::Child => lessons::run_child(format!("worker#{number}"), move || {
                 trace::explain("the listener's end of this line: only the listener writes on it");
                 sys::close(ours).context("close")?;
                 for other in channels {
@@ -439,21 +439,6 @@ fn fork() -> Result<ForkResult, String> {
     // sys::fork gives the child a trace state of its own, and glibc makes malloc safe in a
     // forked child.
     unsafe { sys::fork() }.context("fork")
-}
-
-/// The rest of a forked child's life: named `actor` in the trace, it runs `body` and exits,
-/// never returning into the code it shares with its parent.
-fn run_child(actor: impl Into<String>, body: impl FnOnce() -> Result<(), String>) -> ! {
-    let actor = actor.into();
-    trace::set_actor(actor.as_str());
-    let code = match body() {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("lesson-18: {actor}: {error}");
-            1
-        }
-    };
-    sys::exit(code)
 }
 
 /// waitpid for one child, which must have exited with status 0.

@@ -47,13 +47,21 @@ impl Stream {
         }
         let words = rest.chunks_exact(8);
         let tail = words.remainder();
-        for word in words {
-            if u64::from_le_bytes(word.try_into().expect("8 bytes")) != self.offset / 8 {
+        // Every word at once, with no branch (so the compiler can use vector instructions): the
+        // reader checks every byte the server echoes, and must not be slower than the server.
+        // Only a run with a wrong word goes through it again to find the wrong byte.
+        let first = self.offset / 8;
+        let wrong = words.clone().zip(first..).fold(0, |bits, (word, n)| {
+            bits | (u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ n)
+        });
+        if wrong != 0 {
+            for word in words {
                 for &byte in word {
                     self.check_byte(byte)?;
                 }
             }
-            self.offset += 8;
+        } else {
+            self.offset += 8 * words.len() as u64;
         }
         for &byte in tail {
             self.check_byte(byte)?;

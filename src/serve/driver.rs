@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{MsgFlags, SockFlag};
 
-use super::{ACCEPT_RETRY, ACCEPTS_PER_WAKE, Backend, Event, Interest, Options, Readiness, Summary, peer_addr};
+use super::{
+    ACCEPT_RETRY, ACCEPTS_PER_WAKE, Backend, Event, Interest, Options, ROUNDS_PER_WAKE, Readiness, Summary, peer_addr,
+};
 use crate::service::{ClientId, CloseReason, Service};
 use crate::sys::{self, Errno};
 use crate::trace::{self, Mode};
@@ -29,7 +31,7 @@ struct Slot {
     peer_done: bool,
     /// In `Driver::owed`.
     owed: bool,
-    /// The wake of its last recv: one per client per wake.
+    /// The round of its last recv: one per client per round.
     read_at: u64,
 }
 
@@ -49,7 +51,7 @@ struct Driver<'l, B: Backend, S: Service> {
     changed: Vec<ClientId>,
     closes: Vec<(ClientId, CloseReason)>,
     /// Edge-triggered: clients whose recv filled the buffer (more may wait) or whose service
-    /// takes bytes again, with no edge to come for what is already there: read them next wake.
+    /// takes bytes again, with no edge to come for what is already there: read them next round.
     owed: Vec<ClientId>,
     owed_now: Vec<ClientId>,
     /// Edge-triggered: accepts stopped at the budget with arrivals perhaps still queued.
@@ -59,7 +61,8 @@ struct Driver<'l, B: Backend, S: Service> {
     /// This wake's time, read once after the wait when the service keeps time or accepting is
     /// paused; otherwise no clock is read at all.
     now: Option<Instant>,
-    wake: u64,
+    /// Counts rounds: a wake's first, and the edge-triggered rounds after it.
+    round: u64,
     /// The self-pipe that SIGINT and SIGTERM write to, when the loop stops on them.
     signals: Option<Signals>,
 }
@@ -104,7 +107,7 @@ pub(crate) fn run<B: Backend, S: Service>(
         listener_owed: false,
         accept_paused_until: None,
         now: None,
-        wake: 0,
+        round: 0,
         signals,
     };
     let outcome = driver.run(options);
@@ -150,7 +153,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
                 Err(Errno::EINTR) => continue, // a signal: never restarted, so wait again
                 Err(error) => return Err(format!("{}: {error}", B::NAME)),
             }
-            self.wake += 1;
+            self.round += 1;
             self.keep_time();
             self.serve_owed();
             let mut listener_ready = std::mem::take(&mut self.listener_owed);
@@ -177,6 +180,15 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
             {
                 let cut_off = self.stop(why);
                 return Ok((iterations, Some(why), cut_off));
+            }
+            // Edge-triggered: whoever is owed a read is read again now, a round at a time.
+            for _ in 1..ROUNDS_PER_WAKE {
+                if self.owed.is_empty() {
+                    break;
+                }
+                self.round += 1;
+                self.serve_owed();
+                self.settle();
             }
         }
         Ok((iterations, None, 0))
@@ -225,7 +237,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
         }
     }
 
-    /// Edge-triggered carry-over: the clients owed a read from the last wake come first.
+    /// Edge-triggered carry-over: the clients owed a read from the last round, each read once.
     fn serve_owed(&mut self) {
         std::mem::swap(&mut self.owed, &mut self.owed_now);
         for index in 0..self.owed_now.len() {
@@ -275,7 +287,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
 
     /// One recv, into the buffer the service lends: level-triggered, the kernel reports the
     /// socket again if more is left; edge-triggered, a recv that filled the buffer may have
-    /// left more, and the client is owed another next wake. A short recv is as good as EAGAIN:
+    /// left more, and the client is owed another next round. A short recv is as good as EAGAIN:
     /// epoll(7) allows a read that returns less than asked as proof that a stream socket's
     /// input is exhausted, and the next bytes bring a new edge. Not its end-of-file, though:
     /// once the peer has shut down its side (EPOLLRDHUP came), the 0 that waits behind the
@@ -286,8 +298,8 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
         let Some(socket) = slot.socket.as_ref() else {
             return;
         };
-        if slot.read_at == self.wake {
-            return; // one read per client per wake: a flood cannot keep the others waiting
+        if slot.read_at == self.round {
+            return; // one read per client per round: a flood cannot keep the others waiting
         }
         let buf = self.service.read_buffer(id);
         if buf.is_empty() {
@@ -302,7 +314,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
             Ok(n) => n == asked || (n > 0 && slot.peer_done),
             Err(error) => error == Errno::EINTR,
         };
-        slot.read_at = self.wake;
+        slot.read_at = self.round;
         slot.readable = more;
         match result {
             Ok(0) => self.service.eof(id),
@@ -442,6 +454,14 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
     /// close removes a socket only with its last reference), then close.
     fn close_departed(&mut self) {
         self.service.closes(&mut self.closes);
+        if !self.closes.is_empty() {
+            self.close_them();
+        }
+    }
+
+    /// Runs after every recv and send, and rarely has anyone to close: kept out of line.
+    #[cold]
+    fn close_them(&mut self) {
         for index in 0..self.closes.len() {
             let (id, why) = self.closes[index];
             let Some(socket) = self.clients.get_mut(id).and_then(|slot| slot.socket.take()) else {

@@ -4,7 +4,8 @@
 //! buffer. A loop that stops reading before the input is exhausted will not hear of that
 //! socket again until more bytes come: it starves. So the driver remembers what it has not
 //! finished (a recv that filled its buffer, a service that took no bytes for a while, accepts
-//! stopped at their budget) and comes back to it by itself, with a wait of timeout 0.
+//! stopped at their budget) and comes back to it by itself: a few more rounds of reads in the
+//! same wake, then a wait of timeout 0.
 //!
 //! Registration is once and for good: `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET` for a
 //! client, `EPOLLIN|EPOLLET` for the listener, and no `EPOLL_CTL_MOD` ever after. EPOLLOUT on

@@ -22,11 +22,11 @@
 //!   service here uses it;
 //! - hang-up or error: read first, so bytes that came before it are delivered and recv says
 //!   what happened (0, ECONNRESET), then close;
-//! - readable: **one recv** per client per wake, into the buffer the service lends (none lent:
+//! - readable: **one recv** per client per round, into the buffer the service lends (none lent:
 //!   the service pushes back, the bytes wait in the kernel). Level-triggered, the kernel reports
 //!   the socket again if more is left. Edge-triggered, a recv that filled the buffer may have
-//!   left more, so the client is owed a read and the next wait has timeout 0 (carry-over); a
-//!   shorter recv is proof enough that the input is exhausted (epoll(7)), and so is EAGAIN;
+//!   left more, so the client is owed a read (carry-over); a shorter recv is proof enough that
+//!   the input is exhausted (epoll(7)), and so is EAGAIN;
 //! - writable: only a client whose last send met EAGAIN is waiting for it: send again.
 //!
 //! Then accepts, last, so a number closed in this wake and handed out again by accept4 is never
@@ -36,6 +36,12 @@
 //! (optimistic send; writability is asked for only after a send met EAGAIN or was short), and
 //! their read interest is told to a level-triggered backend when it changed. That is the same
 //! number of system calls per echoed message as a plain C loop of the same kind.
+//!
+//! Edge-triggered, the clients owed a read are then read again at once, a round at a time (each
+//! of them once per round, so they share the wake fairly), up to [`ROUNDS_PER_WAKE`] rounds;
+//! any still owed make the next wait's timeout 0, so a client that became ready meanwhile waits
+//! that many rounds at most. A client sending in bulk costs one wait per few buffers, not one
+//! per buffer.
 //!
 //! Work per wake is proportional to what is ready: no walk over every client (only select's
 //! and poll's own walk inside the kernel, and over the ready bits or entries they return), no
@@ -94,6 +100,12 @@ pub const BACKLOG: i32 = 128;
 /// takes up to 1000). A level-triggered listener is reported again; an edge-triggered one is
 /// carried over.
 pub const ACCEPTS_PER_WAKE: usize = BACKLOG as usize;
+
+/// Edge-triggered: rounds of reads a wake makes for the clients owed one (their last recv filled
+/// the buffer, and no edge will come for what is left) before the next wait looks at everyone
+/// else. Each round is a recv and a send per such client: four rounds of 64 KiB echoes take a
+/// fraction of a millisecond, and a bulk sender pays a wait per four buffers instead of each.
+pub const ROUNDS_PER_WAKE: usize = 4;
 
 /// How long accepting stops after the kernel ran out of memory or descriptors for a new socket:
 /// at once would spin on the same failure; a tenth of a second is soon for a client whose
@@ -306,5 +318,7 @@ fn peer_addr(addr: &SockaddrStorage) -> SocketAddr {
 /// Milliseconds for poll and epoll_wait, rounded up: a deadline 0.3 ms away must not become
 /// a timeout of 0, which would spin until it passes.
 fn millis(timeout: Duration) -> i32 {
-    i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    // In u64, not as_micros's u128, whose division is a library call on every wait.
+    let millis = timeout.as_secs().saturating_mul(1000) + u64::from(timeout.subsec_micros().div_ceil(1000));
+    i32::try_from(millis).unwrap_or(i32::MAX)
 }

@@ -5,6 +5,8 @@
 //!   last send met EAGAIN (an idle socket is almost always writable, and would wake the loop
 //!   for nothing); except: every client (on TCP, urgent data);
 //! - select rewrites the sets it is given, so it gets copies, and the masters stay as they are;
+//!   `nfds`, the highest descriptor watched plus one, is kept up to date as descriptors come
+//!   and go, as a C loop keeps `maxfd`, and only the words below it are copied;
 //! - the ready descriptors are found by scanning the returned sets word by word, 64 descriptors
 //!   at a time, up to nfds.
 //!
@@ -35,6 +37,8 @@ pub struct Select {
     read: FdSet,
     write: FdSet,
     except: FdSet,
+    /// The highest descriptor in any master set, plus one.
+    nfds: usize,
     ready: [FdSet; 3],
     explained: bool,
 }
@@ -46,6 +50,7 @@ impl Select {
             read: set.clone(),
             write: set.clone(),
             except: set.clone(),
+            nfds: 0,
             ready: [set.clone(), set.clone(), set],
             explained: false,
         }
@@ -63,6 +68,19 @@ impl Select {
                 set.remove(fd);
             }
         }
+        let fd = fd as usize;
+        if interest != Interest::NONE {
+            self.nfds = self.nfds.max(fd + 1);
+        } else if fd + 1 == self.nfds {
+            // The highest went: down to the next one still watched.
+            while self.nfds > 0 && !self.watches(self.nfds as i32 - 1) {
+                self.nfds -= 1;
+            }
+        }
+    }
+
+    fn watches(&self, fd: i32) -> bool {
+        self.read.contains(fd) || self.write.contains(fd) || self.except.contains(fd)
     }
 }
 
@@ -100,9 +118,9 @@ impl Backend for Select {
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Duration) -> nix::Result<()> {
         let [read, write, except] = &mut self.ready;
-        read.clone_from(&self.read);
-        write.clone_from(&self.write);
-        except.clone_from(&self.except);
+        read.copy_below(&self.read, self.nfds);
+        write.copy_below(&self.write, self.nfds);
+        except.copy_below(&self.except, self.nfds);
         if !std::mem::replace(&mut self.explained, true) {
             trace::explain("read: the listener and every client; write: only clients whose last send met EAGAIN");
         }
@@ -113,12 +131,7 @@ impl Backend for Select {
         if select::select(Some(read), Some(write), Some(except), Some(&mut time))? == 0 {
             return Ok(());
         }
-        // nfds, as select computed it: the highest watched descriptor plus one.
-        let nfds = [&self.read, &self.write, &self.except]
-            .iter()
-            .filter_map(|set| set.highest())
-            .max()
-            .map_or(0, |fd| fd as usize + 1);
+        let nfds = self.nfds;
         let (read, write, except) = (
             read.words_below(nfds),
             write.words_below(nfds),

@@ -75,6 +75,22 @@ impl FdSet {
         })
     }
 
+    /// Makes this set hold `source`'s descriptors below `nfds`, and only the words that hold
+    /// them, reusing its own room: a loop's copy of its master set before each call (select
+    /// rewrites the sets it is given), as C's `fd_set ready = master;` is, but of the `nfds`
+    /// bits the kernel will read rather than all of FD_SETSIZE, and with no allocation.
+    pub fn copy_below(&mut self, source: &FdSet, nfds: usize) {
+        self.words.clear();
+        self.words.extend_from_slice(source.words_below(nfds));
+        let partial = nfds % WORD_BITS;
+        if partial != 0 && self.words.len() == nfds.div_ceil(WORD_BITS) {
+            // The last word is only partly below nfds.
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1 << partial) - 1;
+            }
+        }
+    }
+
     /// Empties the set, keeping its room.
     pub fn clear(&mut self) {
         self.words.fill(0);
@@ -321,6 +337,16 @@ mod tests {
         set.remove(2047);
         assert_eq!(set.highest(), Some(64));
         assert_eq!(set.words_below(65).len(), 2, "descriptors 0..65 take two words");
+        let mut copy = FdSet::with_room(SETSIZE);
+        copy.copy_below(&set, 65);
+        assert_eq!(copy.fds().collect::<Vec<_>>(), [3, 5, 64]);
+        assert_eq!(
+            copy.words_below(SETSIZE).len(),
+            2,
+            "only the words below nfds are copied"
+        );
+        copy.copy_below(&set, 64);
+        assert_eq!(copy.fds().collect::<Vec<_>>(), [3, 5]);
         set.clear();
         assert_eq!(set.fds().count(), 0);
         assert_eq!(FdSet::with_room(SETSIZE).words_below(SETSIZE).len(), 16);

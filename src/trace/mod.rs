@@ -168,6 +168,19 @@ pub fn syscall_into<O: ?Sized, T>(
     if !is_on() || in_stage() {
         return call(out);
     }
+    record(spec, out, before, call, after)
+}
+
+/// [`syscall_into`] with the trace on: kept out of line, so that with the trace off a call is
+/// the one test above and the call itself, with nothing of this in the caller's way.
+#[inline(never)]
+fn record<O: ?Sized, T>(
+    spec: &Spec,
+    out: &mut O,
+    before: impl FnOnce(&O) -> Args,
+    call: impl FnOnce(&mut O) -> nix::Result<T>,
+    after: impl FnOnce(&O, &nix::Result<T>) -> Finish,
+) -> nix::Result<T> {
     let entered = now_ns();
     let args = before(out);
     let first_fd = match args.0.first().map(Vec::as_slice) {

@@ -165,8 +165,10 @@ fn client_program(port: u16) -> String {
 
 #[test]
 fn a_python_socket_and_its_close_print_with_their_notes() {
-    util::require("python3");
-    let output = explain(&["--", "python3", "-c", "import socket; socket.socket().close()"], b"");
+    // The interpreter itself, not a launcher (pyenv's shim is a shell script): a note prints
+    // the first time its row applies, and a launcher's own sockets (a name lookup's) would take it.
+    let python = python();
+    let output = explain(&["--", &python, "-c", "import socket; socket.socket().close()"], b"");
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     let lines: Vec<&str> = stdout.lines().collect();
