@@ -22,9 +22,10 @@ lessons:
 
 # The tests use real peers (deps) and run the lesson programs: build those (as programs, not
 # test harnesses) in the same pass as the tests, then run every test binary even when one fails.
+# Four tests at a time on two cores: most of a test's time is spent waiting on its peers.
 test: deps
 	$(CARGO) build --examples --bins --tests
-	$(CARGO) test --no-fail-fast --lib --bins --tests -- --test-threads=2
+	$(CARGO) test --no-fail-fast --lib --bins --tests -- --test-threads=4
 
 # Every loop against the same loop in C (bench/echo.c) and mio (bench/mio-echo), release builds,
 # 5 repetitions, about 8 minutes here; QUICK=1 for one short pass. Tables on stdout, target/bench/results.json.

@@ -12,7 +12,7 @@ once the clients are done the runner ends each server by its PID (SIGTERM); ever
 bounded, and anything still running at the end is killed (SIGKILL, by PID), so a demo always
 ends by itself, in a few seconds (a minute at most, on a machine too busy to run it).
 
-`tests/python_programs.rs` runs this same script under `strace -f` and checks the system calls
+`tests/programs/python_programs.rs` runs this same script under `strace -f` and checks the system calls
 each lesson's README says the programs make.
 """
 import os

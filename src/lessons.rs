@@ -1,7 +1,7 @@
 //! The lesson table, and the command line every lesson shares.
 //!
 //! The table is the one place lessons are registered: `make lessons` prints it, and
-//! `tests/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
+//! `tests/programs/lessons.rs` checks it against the disk: every `lessons/NN-slug/` folder is in it and
 //! holds exactly its files (README.md, main.rs, expected.trace, an expected.PART.trace for each
 //! part and the Python programs named here), Cargo.toml's `[[example]]` list is exactly these
 //! lessons, and the project README's lesson table says what the table says.
@@ -32,7 +32,7 @@ pub struct Lesson {
     /// What the learner sees happen, in a line.
     pub summary: &'static str,
     /// The Python programs in the lesson's folder (the seed's, ported, or PyMOTW-style), all run
-    /// by `make python-N` (`lessons/run_python.py`); `tests/python_programs.rs` checks their
+    /// by `make python-N` (`lessons/run_python.py`); `tests/programs/python_programs.rs` checks their
     /// system calls under strace.
     pub python: &'static [&'static str],
     /// Parts beyond the demo, each run by name (`make lesson-15 ARGS=herd`), each with its own

@@ -19,6 +19,7 @@
 
 mod util;
 #[macro_use]
+#[path = "programs/chat/mod.rs"]
 mod chat;
 
 use std::io::{Read, Write};

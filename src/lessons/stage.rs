@@ -3,7 +3,7 @@
 //! inside [`trace::stage`].
 //!
 //! Under real strace these calls are still there, between the stage's markers, which
-//! `tests/trace_vs_strace.rs` leaves out; in the lesson's trace they make no line (what the
+//! `tests/programs/trace_vs_strace.rs` leaves out; in the lesson's trace they make no line (what the
 //! keyboard types is narrated).
 
 use std::fs::File;

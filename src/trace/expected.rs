@@ -1,4 +1,4 @@
-//! How a demo's plain trace is compared with its `expected.trace` (in `tests/lessons.rs`).
+//! How a demo's plain trace is compared with its `expected.trace` (in `tests/programs/lessons.rs`).
 //!
 //! Both are already normalised (`SOCKLAB_TRACE=plain` prints them so). What still varies
 //! between runs is only how threads and processes interleave: which of two unrelated calls

@@ -7,7 +7,7 @@
 //! - `human`, `json`, `plain`: the three ways to print those lines;
 //! - `sink`: the mode, and where events go; `collector`: one printer for a demo's processes;
 //! - `notes`, `context`: what a call means, chosen by what its descriptor is;
-//! - `expected`: how `tests/lessons.rs` compares a trace with `expected.trace`;
+//! - `expected`: how `tests/programs/lessons.rs` compares a trace with `expected.trace`;
 //! - `strace`: strace's own output read back into the same items, for `socklab explain`.
 //!
 //! Every wrapper in `src/sys` makes its call through [`syscall`] (or [`syscall_into`], when

@@ -1,4 +1,4 @@
-//! The chat room on edge-triggered epoll: the shared suite (`tests/chat/mod.rs`) against
+//! The chat room on edge-triggered epoll: the shared suite (`tests/programs/chat/mod.rs`) against
 //! `socklab chat-server --mux epoll-et`, then the claim only edge-triggering makes: a handler
 //! that stops before `EAGAIN` is not told again, so the loop must come back by itself.
 
@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use crate::chat::{Server, WAIT};
 use crate::chat;
+use crate::chat::{Server, WAIT};
 
 chat_suite!("epoll-et");
 

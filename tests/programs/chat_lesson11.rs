@@ -1,10 +1,10 @@
 //! Lesson 11's own select loop (`lessons/11-select-chat-room/main.rs`, `lesson-11 server`) holds
-//! the room to what the production loops are held to: the shared suite (`tests/chat/mod.rs`)
+//! the room to what the production loops are held to: the shared suite (`tests/programs/chat/mod.rs`)
 //! with real peers, every case that applies to a loop with no spare descriptor and no echo
 //! service. And what only a loop on C's fd_set meets: the FD_SETSIZE wall, reached with real
 //! clients.
 //!
-//! Cost: about as much as `tests/chat_select.rs`, a few seconds on two threads.
+//! Cost: about as much as `tests/programs/chat_select.rs`, a few seconds.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::chat::{Drain, LESSON_11, Peer, Server, WAIT};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use crate::chat;
 
 chat_suite!(
     "lesson-11";

@@ -1,4 +1,4 @@
-//! The chat room on select(2): the shared suite (`tests/chat/mod.rs`) against
+//! The chat room on select(2): the shared suite (`tests/programs/chat/mod.rs`) against
 //! `socklab chat-server --mux select`, then what only select has, the FD_SETSIZE limit, and
 //! the command line's one-line errors.
 
@@ -6,9 +6,9 @@ use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
 
+use crate::chat;
 use crate::chat::{Peer, Server, WAIT};
 use crate::util;
-use crate::chat;
 
 chat_suite!("select");
 

@@ -9,11 +9,11 @@
 //! goes on, the second client's connection sits in the listener's accept queue (the `rx_queue`
 //! of a LISTEN socket in /proc/net/tcp is that queue's length) and no byte reaches it.
 
+use crate::util;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use crate::util;
 
 /// A bound on every wait, so a broken server fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(10);

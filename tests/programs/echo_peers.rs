@@ -1,11 +1,11 @@
 //! Lesson 01's server mode serves real peers as a learner would use them (nc, socat, Python's
 //! socket), and a bad argument gets a one-line error instead of a panic.
 
+use crate::util;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use crate::util;
 
 const PEER_LIMIT: Duration = Duration::from_secs(10);
 

@@ -6,17 +6,15 @@
 //! the command keeps its descriptors, its output and its exit status; explain's own failures
 //! are one line each.
 
-#[allow(unused_macros)]
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use socklab::trace::notes;
-use crate::util;
 use crate::chat;
+use crate::util;
+use socklab::trace::notes;
 
 /// No run here takes more than a few seconds; a stuck one is killed (by its PID) at this.
 const LIMIT: Duration = Duration::from_secs(30);

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util;
 use socklab::lessons::LESSONS;
 use socklab::trace::expected;
-use crate::util;
 
 /// A demo finishes in a few seconds; this is the limit before it counts as hung.
 const DEMO_LIMIT: Duration = Duration::from_secs(30);

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use socklab::load::json::Json;
 use crate::util;
+use socklab::load::json::Json;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

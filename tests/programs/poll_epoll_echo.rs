@@ -9,11 +9,11 @@
 //! - lesson 15's sockets are non-blocking, so such a client is let go and the others are
 //!   served meanwhile (the comment on its `serve`).
 
+use crate::util;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use crate::util;
 
 /// How long a client waits for an echo that should come before the test fails (a hang guard).
 const ECHO_LIMIT: Duration = Duration::from_secs(10);

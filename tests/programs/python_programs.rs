@@ -21,8 +21,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use socklab::lessons::LESSONS;
 use crate::util;
+use socklab::lessons::LESSONS;
 
 /// The calls strace reports: what the READMEs speak of, and what tells processes apart
 /// (clock_gettime: a README may say a program reads the clock without entering the kernel).

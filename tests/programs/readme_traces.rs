@@ -7,7 +7,7 @@
 //! actor's lines in the expected trace, in the same order; a block may leave lines out (a line
 //! of `...` says so), never change one. Table notes must be among the trace's table notes.
 //! Which actor's line a table note lands under, and how actors interleave, change from run to
-//! run; `expected::by_actor` takes both away, as `tests/lessons.rs` does.
+//! run; `expected::by_actor` takes both away, as `tests/programs/lessons.rs` does.
 //!
 //! A line as `make lesson-N` prints it is brought to the plain form first: its time and its
 //! `[blocked …]` go, and the values that change from run to run take the plain form's words (a
@@ -19,10 +19,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::util;
 use socklab::lessons::LESSONS;
 use socklab::trace::expected::{self, TABLE_NOTES};
 use socklab::trace::render::{digits_to_n, ports_in_text};
-use crate::util;
 
 /// Lessons whose README trace excerpts are all marked `trace` (others may join by marking theirs).
 const TAGGED: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 19];

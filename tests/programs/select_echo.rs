@@ -2,11 +2,11 @@
 //! Python clients connect and stay connected, and each gets its own lines echoed, in whatever
 //! order they speak. A one-at-a-time server (lesson 01) would leave all but the first waiting.
 
+use crate::util;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
-use crate::util;
 
 /// How long a peer may take to get its echo before the test fails (a hang guard).
 const ECHO_LIMIT: Duration = Duration::from_secs(10);

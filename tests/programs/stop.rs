@@ -16,13 +16,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::chat;
 use crate::chat::{Peer, WAIT};
+use crate::util;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use socklab::serve::STOP_FLUSH;
-use crate::util;
-use crate::chat;
 
 /// A server, killed (SIGKILL, by its PID) if the test ends without it having exited.
 struct Server {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util;
 use socklab::lessons::LESSONS;
 use socklab::trace::{self, Finish, Mode, Spec, notes};
-use crate::util;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -1,9 +1,9 @@
 //! The trace's sinks do what the README says: colour only on a terminal and only without
 //! NO_COLOR, JSON lines that parse field by field, and nothing at all when off.
 
+use crate::util;
 use std::process::Command;
 use std::time::Duration;
-use crate::util;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -24,10 +24,10 @@
 //! - the result of the call in which a process was killed by a signal: we print `= ?` (it never
 //!   returned to the program), strace the result the kernel had when the signal struck.
 
+use crate::util;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
-use crate::util;
 
 /// The calls a lesson makes through `socklab::sys`, by the kernel's names.
 const TRACED: &str = "socket,socketpair,bind,listen,accept4,connect,getsockname,getpeername,setsockopt,\

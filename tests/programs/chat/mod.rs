@@ -1,9 +1,9 @@
 //! The chat room's test suite, run against `socklab chat-server --mux MUX` with real peers:
 //! nc, socat, Python's `socket`, std's TcpStream and `socklab chat-client`.
 //!
-//! Each event loop's file (`tests/chat_select.rs`, `chat_poll.rs`, `chat_epoll.rs`,
+//! Each event loop's file (`tests/programs/chat_select.rs`, `chat_poll.rs`, `chat_epoll.rs`,
 //! `chat_epoll_et.rs`; `chat_lesson11.rs` for lesson 11's own select loop, the cases that apply
-//! to it) says `#[macro_use] mod chat; mod util; chat_suite!("select");` and gets
+//! to it), a module of the `programs` test program, says `chat_suite!("select");` and gets
 //! every test below and in [`flow`] (flow control under load, seed 003's client, the echo
 //! service's backpressure): the same room must behave the same under every loop. That
 //! includes urgent (MSG_OOB) data:
@@ -75,7 +75,7 @@ pub fn socklab() -> std::path::PathBuf {
 }
 
 /// Not one of socklab's `--mux` loops but lesson 11's own select loop over the same room
-/// (`lesson-11 server`, `tests/chat_lesson11.rs`), which takes the grace as `grace SECONDS`.
+/// (`lesson-11 server`, `tests/programs/chat_lesson11.rs`), which takes the grace as `grace SECONDS`.
 pub const LESSON_11: &str = "lesson-11";
 
 /// The program and arguments that run the room under `mux` on a port the kernel picks, the
@@ -694,7 +694,7 @@ pub fn the_chat_client_says_when_the_server_goes(mux: &str) {
 /// With no descriptor left even for the spare (RLIMIT_NOFILE at the first free number), a
 /// newcomer cannot be accepted at all: accept4 fails with EMFILE, and the loop stops accepting
 /// for a tenth of a second before it tries again, instead of spinning on a listener that stays
-/// readable. Counted in the server's own trace (`tests/trace_vs_strace.rs` holds it to strace's):
+/// readable. Counted in the server's own trace (`tests/programs/trace_vs_strace.rs` holds it to strace's):
 /// a spin would make thousands of accept4 calls in the second watched, the pause about ten.
 pub fn with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning(mux: &str) {
     util::require("python3");
