@@ -68,6 +68,7 @@ fn start_echo_server(mux: &str) -> Server {
 fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the echo server");
     stream.set_read_timeout(Some(WAIT)).expect("SO_RCVTIMEO");
+    util::reset_on_close(&stream);
     stream
 }
 

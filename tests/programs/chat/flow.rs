@@ -470,6 +470,8 @@ impl Drain {
 
     /// Adds a connected client (non-blocking from now on) for the thread to read.
     pub fn add(&self, stream: TcpStream) {
+        // Rooms of thousands: their closes must not fill the kernel's TIME_WAIT table.
+        util::reset_on_close(&stream);
         stream.set_nonblocking(true).expect("O_NONBLOCK");
         let mut streams = self.streams.lock().unwrap();
         let index = streams.len();
