@@ -262,7 +262,8 @@ pub fn ratio_tables(out: &mut String, rows: &[EchoRow], loops: &[&'static str]) 
         "\n† the load used ≥ {LOAD_BOUND} of its CPU while measuring the reference: the reference may be \
          faster than measured,\n  so the ratio is an upper bound.\
          \nA ratio is the median, over the repetitions, of socklab's run ÷ the reference's run of the same repetition\
-         \n  (run one after the other, so that other work on the machine falls on both).\
+         \n  (without idle connections, both servers run at once and the load goes from one to the other every\
+         \n  fifth of a run; with them, one run after the other: either way other work on the machine falls on both).\
          \n! a run failed a correctness check (listed below); figures are medians of the runs that passed.\
          \nPer second of server CPU: the figure divided by the CPU time the server used, which waiting for a \
          CPU taken by\n  other work does not inflate; the fairer comparison on a busy machine."

@@ -2,10 +2,16 @@
 //! mio, on the same loads from `socklab load`, interleaved, 5 repetitions; then the chat room's
 //! fan-out under every loop, 3 times. Prints the tables and writes target/bench/results.json.
 //!
-//! Each run starts a fresh server (pinned to CPU 0 with taskset when there are two CPUs), runs
-//! one `socklab load` against it (pinned to CPU 1), and kills the server by its PID. Within one
-//! repetition every loop and every reference meets the same cell one after the other, so noise
-//! from other work on the machine falls on all of them alike.
+//! Servers are pinned to CPU 0 with taskset when there are two CPUs, the load (`socklab load`)
+//! to CPU 1, and every server is killed by its PID. Within one repetition every loop and every
+//! reference meets the same cell, so noise from other work on the machine falls on all of them
+//! alike; how closely in time depends on the cell:
+//! - a cell with no idle connections starts all its servers at once (each blocked in its wait
+//!   while another is measured) and cuts the repetition into short slices that go round the
+//!   servers ([`SLICES`]): a machine whose speed changes from one second to the next (other
+//!   work, a virtual CPU's neighbours) slows them all alike;
+//! - a cell with idle connections gives each server one run of its own, a fresh server each
+//!   time: thousands of idle connections are too many to open again for every slice.
 //!
 //! `bench [--quick] [--reps N] [--secs S] [--loops select,poll,...]`; `--reps N` repeats the echo
 //! cells N times and the chat min(N, 3) times; `--quick` (make bench QUICK=1) is one repetition
@@ -54,6 +60,18 @@ struct Cell {
     /// select cannot hold this many descriptors (FD_SETSIZE is 1024): no run, "—".
     beyond_select: bool,
 }
+
+impl Cell {
+    /// Whether its repetitions are cut into slices that go round its servers (no idle
+    /// connections to open again for every slice).
+    fn sliced(&self) -> bool {
+        !self.args.contains(&"--idle")
+    }
+}
+
+/// The slices a repetition of a sliced cell is cut into: each server is measured this many
+/// times, for `secs / SLICES` each, in turn with the others.
+const SLICES: usize = 5;
 
 const CELLS: &[Cell] = &[
     Cell {
@@ -231,11 +249,21 @@ fn main() {
             if rep % 2 == 1 {
                 entries.reverse();
             }
-            for entry in entries.iter_mut() {
+            if cell.sliced() {
                 load_averages.extend(load_average());
-                let run = echo_run(&programs, &settings, cell, entry.lp, entry.server);
-                progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
-                entry.runs.push(run);
+                let servers: Vec<(&str, Server)> = entries.iter().map(|entry| (entry.lp, entry.server)).collect();
+                let runs = sliced_runs(&programs, &settings, cell, &servers);
+                for (entry, run) in entries.iter_mut().zip(runs) {
+                    progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
+                    entry.runs.push(run);
+                }
+            } else {
+                for entry in entries.iter_mut() {
+                    load_averages.extend(load_average());
+                    let run = echo_run(&programs, &settings, cell, entry.lp, entry.server);
+                    progress(cell.title, rep, entry.lp, entry.server, &run, cell.metric);
+                    entry.runs.push(run);
+                }
             }
             if rep % 2 == 1 {
                 entries.reverse();
@@ -391,8 +419,9 @@ fn pinned(pin: bool, cpu: &str, program: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn echo_run(programs: &Programs, settings: &Settings, cell: &Cell, lp: &str, server: Server) -> Run {
-    let command = match server {
+/// The echo server `server` with the loop `lp`, pinned to CPU 0, on a port the kernel picks.
+fn server_command(programs: &Programs, lp: &str, server: Server) -> Command {
+    match server {
         Server::Socklab => pinned(
             programs.pin,
             "0",
@@ -401,13 +430,114 @@ fn echo_run(programs: &Programs, settings: &Settings, cell: &Cell, lp: &str, ser
         ),
         Server::C => pinned(programs.pin, "0", &programs.echo_c, &[lp]),
         Server::Mio => pinned(programs.pin, "0", &programs.mio, &[]),
-    };
-    let mut args: Vec<String> = cell.args.iter().map(|s| s.to_string()).collect();
-    args.extend(["--secs".into(), settings.secs.to_string()]);
-    if cell.args[0] == "pingpong" {
-        args.extend(["--warmup".into(), settings.warmup.to_string()]);
     }
-    measure(programs, command, &args, 60)
+}
+
+/// `socklab load` arguments for one run of `cell` lasting `secs` after `warmup`.
+fn load_args(cell: &Cell, secs: f64, warmup: f64) -> Vec<String> {
+    let mut args: Vec<String> = cell.args.iter().map(|s| s.to_string()).collect();
+    args.extend(["--secs".into(), secs.to_string()]);
+    if cell.args[0] == "pingpong" {
+        args.extend(["--warmup".into(), warmup.to_string()]);
+    }
+    args
+}
+
+fn echo_run(programs: &Programs, settings: &Settings, cell: &Cell, lp: &str, server: Server) -> Run {
+    let args = load_args(cell, settings.secs, settings.warmup);
+    measure(programs, server_command(programs, lp, server), &args, 60)
+}
+
+/// One repetition of a sliced cell: every server started at once, then [`SLICES`] rounds in
+/// which the load meets each server in turn (the order reversed every other round), then every
+/// server killed. A server's run is its slices taken together: see [`combine`].
+fn sliced_runs(programs: &Programs, settings: &Settings, cell: &Cell, servers: &[(&str, Server)]) -> Vec<Run> {
+    let mut started = Vec::new();
+    let mut failure = None;
+    for (index, &(lp, server)) in servers.iter().enumerate() {
+        let log_path = programs.out.join(format!("server-{index}.log"));
+        match start_server(server_command(programs, lp, server), &log_path) {
+            Ok(running) => started.push(running),
+            Err(why) => {
+                failure = Some(why);
+                break;
+            }
+        }
+    }
+    let mut slices: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
+    if failure.is_none() {
+        let args = load_args(cell, settings.secs / SLICES as f64, settings.warmup / SLICES as f64);
+        for round in 0..SLICES {
+            let mut order: Vec<usize> = (0..servers.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for index in order {
+                let (child, port) = &started[index];
+                slices[index].push(run_load(programs, &args, *port, child.id(), 60));
+            }
+        }
+    }
+    for (mut child, _) in started {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match failure {
+        Some(why) => servers
+            .iter()
+            .map(|_| Run {
+                report: None,
+                failures: vec![why.clone()],
+            })
+            .collect(),
+        None => slices.into_iter().map(|runs| combine(runs, cell.metric)).collect(),
+    }
+}
+
+/// A server's slices as one run: the figure and the CPU shares weighted by each slice's
+/// length (so the figure is what all the slices' messages or bytes make per second of them
+/// all), the latencies' medians over the slices, and every slice's failures.
+fn combine(slices: Vec<Run>, metric: &str) -> Run {
+    let failures: Vec<String> = slices.iter().flat_map(|run| run.failures.iter().cloned()).collect();
+    if slices.iter().any(|run| run.report.is_none()) {
+        return Run { report: None, failures };
+    }
+    let secs: Vec<f64> = slices.iter().map(|run| run.figure("secs").unwrap_or(0.0)).collect();
+    let total: f64 = secs.iter().sum();
+    let weighted = |name: &str| -> Option<f64> {
+        let parts: Option<Vec<f64>> = slices.iter().map(|run| run.figure(name)).collect();
+        let parts = parts?;
+        (total > 0.0).then(|| parts.iter().zip(&secs).map(|(value, s)| value * s).sum::<f64>() / total)
+    };
+    let median_of = |name: &str| -> Option<f64> {
+        let mut values: Vec<f64> = slices.iter().filter_map(|run| run.figure(name)).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    };
+    let mut fields = vec![
+        ("load".to_string(), Json::Text("sliced".into())),
+        ("ok".to_string(), Json::Bool(failures.is_empty())),
+        ("secs".to_string(), Json::Number(total)),
+        ("slices".to_string(), Json::Number(slices.len() as f64)),
+    ];
+    for name in [metric, "server_cpu", "load_cpu"] {
+        if let Some(value) = weighted(name) {
+            fields.push((name.to_string(), Json::Number(value)));
+        }
+    }
+    for name in ["p50_us", "p99_us"] {
+        if let Some(value) = median_of(name) {
+            fields.push((name.to_string(), Json::Number(value)));
+        }
+    }
+    fields.push((
+        "failures".to_string(),
+        Json::List(failures.iter().cloned().map(Json::Text).collect()),
+    ));
+    Run {
+        report: Some(Json::Object(fields)),
+        failures,
+    }
 }
 
 fn chat_run(programs: &Programs, settings: &Settings, lp: &str, window: usize) -> Run {
@@ -436,28 +566,39 @@ fn chat_run(programs: &Programs, settings: &Settings, lp: &str, window: usize) -
 
 /// Starts the server, waits for the line that says where it listens, runs the load against
 /// it, and kills the server. The server's stderr goes to target/bench/server.log.
-fn measure(programs: &Programs, mut server: Command, load_args: &[String], limit_secs: u64) -> Run {
-    let failed = |failure: String| Run {
-        report: None,
-        failures: vec![failure],
-    };
-    let log_path = programs.out.join("server.log");
-    let log = match fs::File::create(&log_path) {
-        Ok(log) => log,
-        Err(e) => return failed(format!("{}: {e}", log_path.display())),
-    };
-    let mut child = match server.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn() {
-        Ok(child) => child,
-        Err(e) => return failed(format!("starting the server: {e}")),
-    };
-    let port = wait_for_port(&log_path, &mut child);
-    let run = match port {
-        Ok(port) => run_load(programs, load_args, port, child.id(), limit_secs),
-        Err(failure) => failed(failure),
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    run
+fn measure(programs: &Programs, server: Command, load_args: &[String], limit_secs: u64) -> Run {
+    match start_server(server, &programs.out.join("server.log")) {
+        Ok((mut child, port)) => {
+            let run = run_load(programs, load_args, port, child.id(), limit_secs);
+            let _ = child.kill();
+            let _ = child.wait();
+            run
+        }
+        Err(failure) => Run {
+            report: None,
+            failures: vec![failure],
+        },
+    }
+}
+
+/// Starts a server with its stderr in `log_path` and waits until it says where it listens:
+/// the running server and its port (or why not, the server killed).
+fn start_server(mut server: Command, log_path: &Path) -> Result<(std::process::Child, u16), String> {
+    let log = fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut child = server
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting the server: {e}"))?;
+    match wait_for_port(log_path, &mut child) {
+        Ok(port) => Ok((child, port)),
+        Err(failure) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(failure)
+        }
+    }
 }
 
 /// The port from the server's `listens on 127.0.0.1:PORT` line (socklab, C and mio all say it).
