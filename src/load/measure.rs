@@ -184,6 +184,16 @@ mod tests {
     #[test]
     fn this_process_uses_some_cpu_and_a_sleeping_one_none() {
         let mut sleeper = std::process::Command::new("sleep").arg("2").spawn().unwrap();
+        // Starting a program takes CPU (exec, the dynamic loader): watch it once it sleeps.
+        let stat = format!("/proc/{}/stat", sleeper.id());
+        let asleep = || {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            text.contains("(sleep) S ")
+        };
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while !asleep() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let watch = CpuWatch::start(Some(sleeper.id() as i32));
         // Spin until the kernel has charged us 20 ms, however busy the machine.
         let before = own_cpu_time();
