@@ -6,7 +6,7 @@ pub mod herd;
 pub mod tcp;
 
 use std::io::Read;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,10 +80,42 @@ fn read_all(stream: Option<&mut impl Read>) -> Vec<u8> {
     bytes
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the kernel chose it for a socket we closed).
+/// A port that nothing on the machine holds (no listener, connection or TIME_WAIT), for a
+/// server that must be told its port. It is chosen below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768-60999 here), where no connect() picks its local
+/// port: a port the kernel chose for port 0 could be taken, between this check and the
+/// server's bind, by any of the thousands of connections other tests open meanwhile. Each call
+/// tries the next port of a stretch that starts where this process's id says, so two tests of
+/// one run never get the same port.
 pub fn free_port() -> u16 {
-    let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding port 0");
-    probe.local_addr().expect("its address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST).max(1);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span.min(1000) {
+        let port = (LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if nothing_holds(port) {
+            return port;
+        }
+    }
+    panic!("no free port between {LOWEST} and {ephemeral}");
+}
+
+/// Whether a bind to the port on every address succeeds without SO_REUSEADDR: then no socket
+/// holds it, not even a connection in TIME_WAIT.
+fn nothing_holds(port: u16) -> bool {
+    use socket2::{Domain, Socket, Type};
+    let Ok(probe) = Socket::new(Domain::IPV4, Type::STREAM, None) else {
+        return false;
+    };
+    probe
+        .bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
+        .is_ok()
 }
 
 /// Makes `stream`'s close send a reset (SO_LINGER with a zero timeout) instead of a FIN, for
