@@ -14,9 +14,7 @@
 //! lesson's demo needs.
 //!
 //! Descriptor numbers matter here (a closed number is handed out again), so the tests run one
-//! at a time: no other test of this file opens a descriptor meanwhile. (The driver also keeps a
-//! spare descriptor, a dup of its listener that is not close-on-exec: a program another test
-//! started meanwhile would inherit it. Here no other test starts one meanwhile.)
+//! at a time: no other test of this file opens a descriptor meanwhile.
 
 #[path = "programs/chat/mod.rs"]
 mod chat;

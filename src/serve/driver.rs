@@ -43,9 +43,10 @@ struct Driver<'l, B: Backend, S: Service> {
     clients: Vec<Slot>,
     open: usize,
     served: u64,
-    /// A descriptor held in reserve (a dup of the listener). When accept4 fails with EMFILE
-    /// the connection stays queued and the listener stays readable, so a loop would wake for
-    /// it forever; closing the spare frees one number to accept it and turn it away politely.
+    /// A descriptor held in reserve (a copy of the listener, close-on-exec like every other
+    /// descriptor the server opens). When accept4 fails with EMFILE the connection stays
+    /// queued and the listener stays readable, so a loop would wake for it forever; closing
+    /// the spare frees one number to accept it and turn it away politely.
     spare: Option<OwnedFd>,
     events: Vec<Event>,
     changed: Vec<ClientId>,
@@ -485,7 +486,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
     fn accept(&mut self) -> Result<(), String> {
         if self.spare.is_none() {
             trace::explain("a spare descriptor, kept so that running out of descriptors (EMFILE) can be handled");
-            self.spare = sys::dup(self.listener).ok();
+            self.spare = sys::fcntl_dupfd_cloexec(self.listener, 0).ok();
         }
         let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
         for _ in 0..ACCEPTS_PER_WAKE {
@@ -568,7 +569,7 @@ impl<B: Backend, S: Service> Driver<'_, B, S> {
                 "the server has no descriptors left; try again later",
             );
         }
-        self.spare = sys::dup(self.listener).ok();
+        self.spare = sys::fcntl_dupfd_cloexec(self.listener, 0).ok();
     }
 
     /// Stops accepting for [`ACCEPT_RETRY`]: level-triggered, the listener is watched for

@@ -55,6 +55,7 @@ macro_rules! chat_suite {
             the_chat_client_says_when_the_server_goes,
             running_out_of_descriptors_turns_newcomers_away,
             with_no_descriptor_to_spare_accepting_pauses_instead_of_spinning,
+            every_descriptor_the_server_opens_is_close_on_exec,
         );
     };
     ($mux:literal; $($case:ident),+ $(,)?) => {
@@ -163,6 +164,10 @@ impl Server {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops it now (SIGKILL to its PID) and waits for it.
@@ -460,6 +465,72 @@ fn socklab_client(port: u16) -> Command {
 
 /// nc, socat and Python's socket, all in the room at once: each hears the others' lines in
 /// the seed's format, never its own, and hears who joined and who left.
+/// Every descriptor the server opens (listener, clients, the spare it keeps for EMFILE, its
+/// wait's own and its self-pipe) is close-on-exec, so a program it started would inherit none
+/// of them. `/proc/PID/fdinfo/FD` shows a descriptor's flags in octal; O_CLOEXEC is 02000000.
+/// Descriptors it was given are not its own: 0-2, and whatever this test process holds that is
+/// not close-on-exec (a shell can leak a descriptor or two into everything it starts).
+pub fn every_descriptor_the_server_opens_is_close_on_exec(mux: &str) {
+    let given: Vec<u32> = inheritable_descriptors("/proc/self/fdinfo");
+    let mut server = Server::start(mux);
+    let mut first = Peer::tcp(server.port);
+    let second = Peer::tcp(server.port);
+    // The first has heard the second join: both are accepted, and the spare taken.
+    first.expect_notice(&format!("{} joined", second.name));
+    let fdinfo = format!("/proc/{}/fdinfo", server.pid());
+    let opened: Vec<u32> = descriptors(&fdinfo)
+        .into_iter()
+        .filter(|(fd, _)| *fd > 2 && !given.contains(fd))
+        .map(|(fd, flags)| {
+            let what = std::fs::read_link(format!("/proc/{}/fd/{fd}", server.pid()))
+                .map(|path| path.display().to_string())
+                .unwrap_or_default();
+            assert_ne!(
+                flags & O_CLOEXEC_OCTAL,
+                0,
+                "descriptor {fd} ({what}) is not close-on-exec"
+            );
+            fd
+        })
+        .collect();
+    // The listener, two clients, the spare, at the least.
+    assert!(opened.len() >= 4, "only {opened:?}");
+    server.assert_alive();
+}
+
+/// O_CLOEXEC as `/proc/PID/fdinfo` shows it (octal 02000000).
+const O_CLOEXEC_OCTAL: u32 = 0o2_000_000;
+
+/// Every descriptor listed in `fdinfo` (`/proc/PID/fdinfo`), with its flags.
+fn descriptors(fdinfo: &str) -> Vec<(u32, u32)> {
+    let entries = std::fs::read_dir(fdinfo).unwrap_or_else(|e| panic!("reading {fdinfo}: {e}"));
+    let mut found = Vec::new();
+    for entry in entries.map_while(Result::ok) {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A descriptor closed since the listing was read has no flags left to show.
+        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .and_then(|octal| u32::from_str_radix(octal.trim(), 8).ok());
+        if let Some(flags) = flags {
+            found.push((fd, flags));
+        }
+    }
+    found
+}
+
+/// The descriptors in `fdinfo` that a program started now would inherit.
+fn inheritable_descriptors(fdinfo: &str) -> Vec<u32> {
+    descriptors(fdinfo)
+        .into_iter()
+        .filter(|(_, flags)| flags & O_CLOEXEC_OCTAL == 0)
+        .map(|(fd, _)| fd)
+        .collect()
+}
+
 pub fn three_real_peers_hear_each_other(mux: &str) {
     for program in ["nc", "socat", "python3"] {
         util::require(program);
