@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crate::util::herd::{
     ACCEPTED, AGAIN, Children, FORKING, WOKE, context_switches, exit_now, no_report_waiting, read_report, report,
+    woke_then_accept,
 };
 
 /// How many processes share the listener.
@@ -183,18 +184,7 @@ fn poll_then_accept(listener: RawFd, reports: RawFd, index: usize) -> ! {
     if unsafe { libc::poll(&mut ready, 1, -1) } != 1 {
         exit_now(2);
     }
-    report(reports, WOKE, index);
-    // SAFETY: as in accept_once_then_hold; the listener is O_NONBLOCK, so this never sleeps.
-    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
-    if conn < 0 {
-        report(reports, AGAIN, index);
-        exit_now(0);
-    }
-    report(reports, ACCEPTED, index);
-    let mut buf = [0u8; 64];
-    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
-    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    exit_now(0)
+    woke_then_accept(listener, reports, index)
 }
 
 /// glibc's accept may arrive as accept or accept4; poll as poll or ppoll.

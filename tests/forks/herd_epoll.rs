@@ -22,7 +22,8 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use crate::util::herd::{
-    ACCEPTED, AGAIN, Children, FORKING, WOKE, context_switches, exit_now, no_report_waiting, read_report, report,
+    ACCEPTED, AGAIN, Children, FORKING, WOKE, context_switches, exit_now, no_report_waiting, read_report,
+    woke_then_accept,
 };
 
 /// How many processes share the listener.
@@ -144,19 +145,7 @@ fn epoll_wait_then_accept(listener: RawFd, reports: RawFd, index: usize, exclusi
     if unsafe { libc::epoll_wait(ep, &mut ready, 1, -1) } != 1 {
         exit_now(2);
     }
-    report(reports, WOKE, index);
-    // SAFETY: accept with NULL address pointers is valid; the listener is O_NONBLOCK, so this
-    // never sleeps.
-    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
-    if conn < 0 {
-        report(reports, AGAIN, index);
-        exit_now(0);
-    }
-    report(reports, ACCEPTED, index);
-    let mut buf = [0u8; 64];
-    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
-    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    exit_now(0)
+    woke_then_accept(listener, reports, index)
 }
 
 /// glibc's epoll_wait may arrive as epoll_wait, epoll_pwait or epoll_pwait2.

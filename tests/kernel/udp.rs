@@ -6,10 +6,9 @@
 //! the largest IPv4 datagram is 65507 bytes; and the lesson's server mode echoes for real peers
 //! (Python's socket module, socat, nc -u).
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::util;
@@ -243,28 +242,6 @@ fn an_empty_datagram_is_not_end_of_file() {
     );
 }
 
-/// `lesson-02 server --port P`, running once it says it is waiting.
-fn start_server(port: u16) -> Child {
-    let mut child = Command::new(util::lesson_program(2))
-        .args(["server", "--port", &port.to_string()])
-        .env("SOCKLAB_TRACE", "plain")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting lesson-02 server");
-    let stdout = child.stdout.take().expect("its stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .take(20)
-        .map_while(Result::ok)
-        .any(|line| line.contains("waiting for datagrams"));
-    assert!(ready, "lesson-02 server never said it was waiting");
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
 fn peer_output(script: &str) -> String {
     let mut command = Command::new("sh");
     command.args(["-c", script]);
@@ -278,7 +255,7 @@ fn server_mode_echoes_python_socat_and_nc() {
     util::require("socat");
     util::require("nc");
     let port = closed_port().port();
-    let mut server = start_server(port);
+    let mut server = util::start_lesson_server(2, port, "waiting for datagrams");
     let python = peer_output(&format!(
         "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); \
          s.sendto(b'Hello World\\n', ('127.0.0.1', {port})); print(s.recvfrom(100)[0])\""

@@ -2,35 +2,11 @@
 //! socket), and a bad argument gets a one-line error instead of a panic.
 
 use crate::util;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const PEER_LIMIT: Duration = Duration::from_secs(10);
-
-/// Starts `lesson-01 server --port P` and waits for its "listening" line.
-fn start_server(port: u16) -> Child {
-    let mut child = Command::new(util::lesson_program(1))
-        .args(["server", "--port", &port.to_string()])
-        .env("SOCKLAB_TRACE", "plain")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting lesson-01 server");
-    let stdout = child.stdout.take().expect("its stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .take(20)
-        .map_while(Result::ok)
-        .any(|line| line.contains("listening on"));
-    assert!(ready, "lesson-01 server never said it was listening");
-    // Keep draining its trace so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
 
 fn stop(mut server: Child) {
     let _ = server.kill();
@@ -59,7 +35,7 @@ fn shell(script: &str) -> Command {
 fn nc_gets_its_line_back() {
     util::require("nc");
     let port = util::free_port();
-    let server = start_server(port);
+    let server = util::start_lesson_server(1, port, "listening on");
     // -q 1: after stdin ends, wait a second for the echo, then quit (OpenBSD nc).
     let echoed = peer_output(shell(&format!("printf 'hello from nc\\n' | nc -q 1 127.0.0.1 {port}")));
     stop(server);
@@ -71,7 +47,7 @@ fn socat_and_python_get_their_lines_back_from_one_server() {
     util::require("socat");
     util::require("python3");
     let port = util::free_port();
-    let server = start_server(port);
+    let server = util::start_lesson_server(1, port, "listening on");
     let from_socat = peer_output(shell(&format!(
         "printf 'via socat\\n' | socat -t 1 - TCP:127.0.0.1:{port}"
     )));

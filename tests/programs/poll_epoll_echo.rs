@@ -10,9 +10,9 @@
 //!   served meanwhile (the comment on its `serve`).
 
 use crate::util;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// How long a client waits for an echo that should come before the test fails (a hang guard).
@@ -30,23 +30,7 @@ struct Server(Child);
 impl Server {
     fn start(lesson: u8) -> (Server, u16) {
         let port = util::free_port();
-        let mut child = Command::new(util::lesson_program(lesson))
-            .args(["server", "--port", &port.to_string()])
-            .env("SOCKLAB_TRACE", "plain")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the server");
-        let stdout = child.stdout.take().expect("its stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines
-            .by_ref()
-            .take(40)
-            .map_while(Result::ok)
-            .any(|line| line.contains("listening on"));
-        assert!(ready, "lesson {lesson}'s server never said it was listening");
-        std::thread::spawn(move || lines.for_each(drop));
+        let child = util::start_lesson_server(lesson, port, "listening on");
         (Server(child), port)
     }
 }

@@ -79,28 +79,6 @@ impl Peer {
     }
 }
 
-fn start_server(port: u16) -> Child {
-    let mut child = Command::new(util::lesson_program(10))
-        .args(["server", "--port", &port.to_string()])
-        .env("SOCKLAB_TRACE", "plain")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting lesson-10 server");
-    let stdout = child.stdout.take().expect("its stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .take(40)
-        .map_while(Result::ok)
-        .any(|line| line.contains("listening on"));
-    assert!(ready, "lesson-10 server never said it was listening");
-    // Keep draining its trace so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
 fn nc(port: u16) -> Command {
     let mut command = Command::new("nc");
     // -N: at end of stdin, shut down our sending side, so the server sees end of file.
@@ -119,7 +97,7 @@ fn four_real_clients_at_once_each_get_their_own_echo() {
     util::require("nc");
     util::require("python3");
     let port = util::free_port();
-    let mut server = start_server(port);
+    let mut server = util::start_lesson_server(10, port, "listening on");
 
     let mut peers = vec![
         Peer::start("nc#1", nc(port)),

@@ -12,88 +12,26 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::chat;
-use crate::chat::{Peer, WAIT};
+use crate::chat::{Peer, Server, WAIT};
 use crate::util;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use socklab::serve::STOP_FLUSH;
 
-/// A server, killed (SIGKILL, by its PID) if the test ends without it having exited.
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// `socklab COMMAND --mux MUX --port 0 --trace off ARGS`; the first line on stderr says
-    /// the port.
-    fn start(command: &str, mux: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(chat::socklab())
-            .args([command, "--mux", mux, "--port", "0", "--trace", "off"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting socklab");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (first_tx, first_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().expect("its stderr"));
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let _ = first_tx.send(line.clone());
-                collected.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let first = first_rx.recv_timeout(WAIT).unwrap_or_default();
-        let port = first
-            .split("listens on 127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|port| port.parse().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server never said where it listens: {first:?}");
-        };
-        Server { child, port, stderr }
-    }
-
-    fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal).expect("kill");
-    }
-
-    /// Waits (at most 30 s: a hang, not a measure) for it to exit; its status and stderr.
-    fn wait(&mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                std::thread::sleep(Duration::from_millis(50)); // its last stderr line
-                return (status, self.stderr.lock().unwrap().clone());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit; stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `socklab COMMAND --mux MUX --port 0 --trace off ARGS`, killed (SIGKILL, by its PID) if the
+/// test ends without it having exited.
+fn start(command: &str, mux: &str, args: &[&str]) -> Server {
+    let mut server = Command::new(chat::socklab());
+    server
+        .args([command, "--mux", mux, "--port", "0", "--trace", "off"])
+        .args(args);
+    Server::start_command(server)
 }
 
 /// nc as a chat client.
@@ -125,7 +63,7 @@ fn python(port: u16) -> Peer {
 
 /// Three clients talk, the server gets `signal`: each hears the goodbye, then end of file.
 fn chat_stops_on(mux: &str, signal: Signal) {
-    let mut server = Server::start("chat-server", mux, &[]);
+    let mut server = start("chat-server", mux, &[]);
     let mut peers = [nc(server.port), python(server.port), Peer::tcp(server.port)];
     let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
     peers[0].say("before the stop");
@@ -197,7 +135,7 @@ fn write_until_pushed_back(stream: &mut TcpStream, line: &[u8]) -> usize {
 /// STOP_FLUSH for the stalled one, cuts it off, and exits 0; the reading client heard the
 /// goodbye and end of file meanwhile.
 fn chat_stop_cuts_off_a_client_that_never_reads(mux: &str) {
-    let mut server = Server::start("chat-server", mux, &["--grace", "60"]);
+    let mut server = start("chat-server", mux, &["--grace", "60"]);
     let stalled = never_reads(server.port);
     let mut watcher = Peer::tcp(server.port);
     let mut talker = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
@@ -233,7 +171,7 @@ fn chat_stop_cuts_off_a_client_that_never_reads(mux: &str) {
 
 /// Three echo clients get their echoes; the server gets `signal`; each reads end of file.
 fn echo_stops_on(mux: &str, signal: Signal) {
-    let mut server = Server::start("echo-server", mux, &[]);
+    let mut server = start("echo-server", mux, &[]);
     util::require("python3");
     util::require("nc");
     let port = server.port.to_string();
@@ -311,7 +249,7 @@ fn echo_stops_on(mux: &str, signal: Signal) {
 /// A client that sends and never reads its echo: the echo waits, the server stops reading it
 /// (backpressure) and its writes stall; SIGINT; the server cuts it off after STOP_FLUSH.
 fn echo_stop_cuts_off_a_client_that_never_reads(mux: &str) {
-    let mut server = Server::start("echo-server", mux, &[]);
+    let mut server = start("echo-server", mux, &[]);
     let mut stalled = never_reads(server.port);
     let written = write_until_pushed_back(&mut stalled, &[b'e'; 4096]);
     assert!(written > 0);
@@ -353,12 +291,7 @@ fn a_server_started_with_sigint_ignored_still_stops_on_it() {
     let mut stderr = BufReader::new(child.stderr.take().expect("its stderr"));
     let mut first = String::new();
     stderr.read_line(&mut first).expect("its first line");
-    let port: u16 = first
-        .split("listens on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = chat::listening_port(&first).unwrap_or_else(|| panic!("no port in {first:?}"));
     // An echo proves its loop runs, and so that its handlers are in place: the line above is
     // printed before they are, and a SIGINT then would find SIG_IGN.
     let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -393,12 +326,7 @@ fn a_second_signal_ends_the_wait_for_a_client_that_never_reads() {
     let mut stderr = BufReader::new(child.stderr.take().expect("its stderr"));
     let mut first = String::new();
     stderr.read_line(&mut first).expect("its first line");
-    let port: u16 = first
-        .split("listens on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let port = chat::listening_port(&first).unwrap_or_else(|| panic!("no port in {first:?}"));
     let mut stalled = never_reads(port);
     write_until_pushed_back(&mut stalled, &[b'e'; 4096]);
     let pid = Pid::from_raw(child.id() as i32);

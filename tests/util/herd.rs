@@ -36,6 +36,24 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// A child whose wait on the non-blocking `listener` has just returned: reports that it woke,
+/// tries one accept (reporting EAGAIN, or the connection, which it reads to the end), and exits.
+pub fn woke_then_accept(listener: RawFd, reports: RawFd, index: usize) -> ! {
+    report(reports, WOKE, index);
+    // SAFETY: accept with NULL address pointers is valid; the listener is O_NONBLOCK, so this
+    // never sleeps.
+    let conn = unsafe { libc::accept(listener, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if conn < 0 {
+        report(reports, AGAIN, index);
+        exit_now(0);
+    }
+    report(reports, ACCEPTED, index);
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is valid for 64 bytes; conn is the descriptor accept returned.
+    while unsafe { libc::read(conn, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    exit_now(0)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test's side: forking, watching /proc, reading reports, cleaning up.
 // ---------------------------------------------------------------------------------------------

@@ -80,6 +80,36 @@ fn read_all(stream: Option<&mut impl Read>) -> Vec<u8> {
     bytes
 }
 
+/// `lesson-NN server --port PORT` with the plain trace on its stdout, running once a line of
+/// the trace contains `ready` (its "listening on" or "waiting for datagrams"). The rest of the
+/// trace is read and thrown away, so the server never blocks on a full pipe. Kill it by its
+/// PID when done.
+pub fn start_lesson_server(lesson: u8, port: u16, ready: &str) -> Child {
+    use std::io::BufRead;
+    let mut child = Command::new(lesson_program(lesson))
+        .args(["server", "--port", &port.to_string()])
+        .env("SOCKLAB_TRACE", "plain")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting lesson {lesson}'s server: {e}"));
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let found = lines
+        .by_ref()
+        .take(40)
+        .map_while(Result::ok)
+        .any(|line| line.contains(ready));
+    if !found {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("lesson {lesson}'s server never printed {ready:?}");
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
 /// A port that nothing on the machine holds (no listener, connection or TIME_WAIT), for a
 /// server that must be told its port. It is chosen below the kernel's ephemeral range
 /// (`net.ipv4.ip_local_port_range`, 32768-60999 here), where no connect() picks its local

@@ -170,6 +170,29 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends `signal` to its PID, as `kill` would.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("kill");
+    }
+
+    /// Waits (at most 30 s: a hang, not a measure) for it to exit; its status and stderr.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
+                std::thread::sleep(Duration::from_millis(50)); // its last stderr line
+                return (status, self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops it now (SIGKILL to its PID) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -184,7 +207,7 @@ impl Drop for Server {
 }
 
 /// `... listens on 127.0.0.1:40123 (select); ...` gives 40123.
-fn listening_port(line: &str) -> Option<u16> {
+pub fn listening_port(line: &str) -> Option<u16> {
     let after = line.split("listens on ").nth(1)?;
     let addr = after.split_whitespace().next()?;
     addr.rsplit(':').next()?.parse().ok()
